@@ -1,0 +1,226 @@
+"""Case records: one case per call, with an append-only, timestamped event trail (pure model).
+
+A case carries the caller (looked up by a normalised number so an agent sees that caller's
+earlier cases), a type, a status, an owner, a workgroup and a due time. Every change is a
+:class:`CaseEvent`; events are never edited or deleted (the stores enforce it in SQL).
+No I/O and no clock here: ``at``/``now`` are passed in.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, get_args
+
+CaseType = Literal["complaint", "fault", "consultation", "query", "suggestion", "callback", "care"]
+CaseStatus = Literal["open", "in_progress", "pending", "resolved", "closed"]
+Channel = Literal["sip", "trunk", "webrtc", "voicemail", "other"]
+
+CASE_TYPES: Final[frozenset[str]] = frozenset(get_args(CaseType))
+CASE_STATUSES: Final[frozenset[str]] = frozenset(get_args(CaseStatus))
+CHANNELS: Final[frozenset[str]] = frozenset(get_args(Channel))
+
+#: Event kinds written by the call path and by the case service (DESIGN.md, "Case record").
+EVENT_KINDS: Final[frozenset[str]] = frozenset(
+    {
+        "opened",
+        "entered",
+        "ivr_input",
+        "queued",
+        "offered",
+        "rona",
+        "answered",
+        "transferred",
+        "voicemail_left",
+        "abandoned",
+        "hung_up",
+        "wrap_up_done",
+        "note",
+        "escalated",
+        "status_changed",
+        "owner_changed",
+        "workgroup_changed",
+        "type_changed",
+        "due_changed",
+        "reopened",
+    }
+)
+
+#: Allowed status transitions. ``closed`` is terminal: only a ``reopened`` event leaves it.
+TRANSITIONS: Final[dict[str, frozenset[str]]] = {
+    "open": frozenset({"in_progress", "pending", "resolved", "closed"}),
+    "in_progress": frozenset({"open", "pending", "resolved", "closed"}),
+    "pending": frozenset({"open", "in_progress", "resolved", "closed"}),
+    "resolved": frozenset({"in_progress", "closed", "open"}),
+    "closed": frozenset(),
+}
+
+#: Statuses for which a due time still matters (the case is not done).
+ACTIVE_STATUSES: Final[frozenset[str]] = frozenset({"open", "in_progress", "pending"})
+
+#: Fields that :meth:`CaseStore.update_case` may change, with the event kind each change records.
+UPDATABLE_FIELDS: Final[dict[str, str]] = {
+    "status": "status_changed",
+    "owner": "owner_changed",
+    "workgroup": "workgroup_changed",
+    "case_type": "type_changed",
+    "due_at": "due_changed",
+}
+
+
+class CaseError(ValueError):
+    """A case value or transition was refused (bad type, status, kind or transition)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Case:
+    """One case record (a row; its history is the event trail)."""
+
+    id: int
+    """Store-assigned id (0 before insertion)."""
+    caller_number: str
+    """Caller's number, normalised with :func:`normalise_number` (lookup key)."""
+    caller_name: str = ""
+    dialled: str = ""
+    """The dialled number (DNIS)."""
+    channel: str = "sip"
+    call_id: str = ""
+    """The ACD/gateway call id this case was opened for ("" when opened by hand)."""
+    case_type: str = "query"
+    status: str = "open"
+    owner: str = ""
+    """Agent or person owning the case ("" = nobody yet)."""
+    workgroup: str = ""
+    due_at: float | None = None
+    """Escalation deadline (epoch seconds) or None for no deadline."""
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaseEvent:
+    """One entry of a case's trail: ``(at, kind, actor, data)``; ``seq`` is store-assigned."""
+
+    at: float
+    kind: str
+    actor: str = ""
+    """Who did it: an agent id, "system", "ivr", "escalation"..."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """JSON-serialisable details."""
+    seq: int = 0
+    """Store-assigned, strictly increasing per store (0 before insertion)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewCase:
+    """What :meth:`CaseStore.open_case` needs; validated with :func:`validate_new_case`."""
+
+    caller_number: str
+    at: float
+    caller_name: str = ""
+    dialled: str = ""
+    channel: str = "sip"
+    call_id: str = ""
+    case_type: str = "query"
+    owner: str = ""
+    workgroup: str = ""
+    due_at: float | None = None
+    actor: str = "system"
+
+
+_URI_RE = re.compile(r"^(?:sips?|tel):", re.IGNORECASE)
+_SEPARATORS = re.compile(r"[\s\-.()/]")
+
+
+def normalise_number(raw: str) -> str:
+    """Normalise a caller number for lookup (E.164-ish).
+
+    Accepts ``tel:`` URIs (RFC 3966 §3, visual separators ``-.()`` removed) and ``sip:``/``sips:``
+    URIs (the user part, RFC 3261 §19.1.1), display angle brackets, and parameters after ``;``.
+    Keeps one leading ``+``; a leading ``00`` international prefix becomes ``+``. A user part that
+    is not a number (``sip:alice@host``) is returned lower-cased as it is.
+    """
+    s = raw.strip()
+    if "<" in s and ">" in s:
+        s = s[s.index("<") + 1 : s.index(">")]
+    s = _URI_RE.sub("", s)
+    s = s.split(";", 1)[0]
+    s = s.split("@", 1)[0]
+    compact = _SEPARATORS.sub("", s)
+    plus = compact.startswith("+")
+    digits = compact[1:] if plus else compact
+    if digits.isdigit() and digits:
+        if not plus and digits.startswith("00") and len(digits) > 4:
+            return "+" + digits[2:]
+        return ("+" if plus else "") + digits
+    return s.strip().lower()
+
+
+def validate_new_case(new: NewCase) -> None:
+    """Raise :class:`CaseError` for an unknown type or channel, or an empty caller number."""
+    if new.case_type not in CASE_TYPES:
+        raise CaseError(f"case type must be one of {sorted(CASE_TYPES)}, got {new.case_type!r}")
+    if new.channel not in CHANNELS:
+        raise CaseError(f"channel must be one of {sorted(CHANNELS)}, got {new.channel!r}")
+    if not normalise_number(new.caller_number):
+        raise CaseError("caller number is empty")
+
+
+def validate_event(event: CaseEvent) -> None:
+    """Raise :class:`CaseError` for an unknown event kind or a non-dict payload."""
+    if event.kind not in EVENT_KINDS:
+        raise CaseError(f"event kind must be one of {sorted(EVENT_KINDS)}, got {event.kind!r}")
+    if not isinstance(event.data, dict):
+        raise CaseError("event data must be a dict")
+
+
+def check_transition(current: str, new: str) -> None:
+    """Raise :class:`CaseError` unless ``current -> new`` is allowed (``closed`` is terminal)."""
+    if new not in CASE_STATUSES:
+        raise CaseError(f"status must be one of {sorted(CASE_STATUSES)}, got {new!r}")
+    if current == new:
+        raise CaseError(f"case is already {current!r}")
+    if new not in TRANSITIONS.get(current, frozenset()):
+        if current == "closed":
+            raise CaseError("case is closed; reopen it first (a 'reopened' event)")
+        raise CaseError(f"status {current!r} cannot become {new!r}")
+
+
+def plan_update(case: Case, changes: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """Validate field changes; return ``(field, old, new)`` for the ones that differ.
+
+    ``status`` changes obey :func:`check_transition`; ``case_type`` must be known.
+    """
+    out: list[tuple[str, Any, Any]] = []
+    for name, value in changes.items():
+        if name not in UPDATABLE_FIELDS:
+            raise CaseError(f"field {name!r} cannot be updated; one of {sorted(UPDATABLE_FIELDS)}")
+        old = getattr(case, name)
+        if old == value:
+            continue
+        if name == "status":
+            check_transition(case.status, str(value))
+        elif name == "case_type" and value not in CASE_TYPES:
+            raise CaseError(f"case type must be one of {sorted(CASE_TYPES)}, got {value!r}")
+        elif name in ("owner", "workgroup") and not isinstance(value, str):
+            raise CaseError(f"{name} must be a string")
+        out.append((name, old, value))
+    return out
+
+
+def change_events(
+    changes: list[tuple[str, Any, Any]], *, at: float, actor: str, reason: str = ""
+) -> list[CaseEvent]:
+    """The events recording planned field changes (one per field)."""
+    events = []
+    for name, old, new in changes:
+        data: dict[str, Any] = {"field": name, "from": old, "to": new}
+        if reason:
+            data["reason"] = reason
+        events.append(CaseEvent(at=at, kind=UPDATABLE_FIELDS[name], actor=actor, data=data))
+    return events
+
+
+def is_overdue(case: Case, now: float) -> bool:
+    """True when an active case has passed its due time."""
+    return case.status in ACTIVE_STATUSES and case.due_at is not None and case.due_at <= now

@@ -1,0 +1,197 @@
+"""Events fed to :class:`acd.engine.AcdEngine` (past-tense facts; STYLE.md §2.6).
+
+Ids on events are plain ``str`` (a ``CallId``/``AgentId`` is one); actions and log records carry
+the ``NewType`` ids. Every event carries ``at``, the time it happened on the clock the driver injects (wall seconds in
+the live service, virtual seconds in the simulator).  The engine never reads a clock.  Events older
+than the engine's current time are handled as if they happened now.
+
+The engine runs its own timers (ring timeout, wrap-up end, reject/busy delays, widening steps,
+maximum wait, announcements); the driver only calls ``engine.handle(Tick(at=t))`` at
+``engine.next_deadline()``.  Events the engine cannot place (an unknown call or agent, an answer
+for a withdrawn offer) never raise: they return no action, or a :class:`~acd.actions.RefuseAnswer`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from acd.model import CallKind, typed_equality
+
+if TYPE_CHECKING:
+    from acd.config import AcdConfig
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+"""Default ``skills`` / ``data`` (shared and read-only)."""
+
+
+class CallArrived(NamedTuple):
+    """A call (or voicemail message / callback request) asks to join a queue."""
+
+    at: float
+    call_id: str
+    queue: str
+    """Queue name from the configuration."""
+    priority: int = 0
+    """Caller priority; higher is served first. The queue's own ``priority`` is added."""
+    skills: Mapping[str, int] = _EMPTY
+    """Extra skill requirements ``{skill: minimum level 1-10}``, merged with the queue's (max)."""
+    caller: str = ""
+    """Caller id (ANI), informational."""
+    data: Mapping[str, str] = _EMPTY
+    """IVR variables, informational (kept for the wallboard and explanations)."""
+    enqueued_at: float | None = None
+    """Original enqueue time for ordering; a voicemail message or callback re-entering the ACD keeps
+    its caller's place by passing the first enqueue time. Defaults to ``at``."""
+    kind: CallKind = "call"
+
+
+class CallAbandoned(NamedTuple):
+    """The caller hung up while waiting (or while agents were being rung)."""
+
+    at: float
+    call_id: str
+
+
+class CallEnded(NamedTuple):
+    """An answered call hung up (either side). The agent enters wrap-up.
+
+    For a call that was still waiting this is the same as :class:`CallAbandoned`."""
+
+    at: float
+    call_id: str
+
+
+class AgentLoggedIn(NamedTuple):
+    """An agent logged in; they become available unless ``paused_reason`` is given."""
+
+    at: float
+    agent_id: str
+    paused_reason: str | None = None
+
+
+class AgentLoggedOut(NamedTuple):
+    """An agent logged out. A ringing offer is withdrawn (the call keeps its place); a call in
+    progress continues and the agent is logged out when it ends."""
+
+    at: float
+    agent_id: str
+
+
+class AgentReady(NamedTuple):
+    """An agent made themselves available (after a pause, or to end an auto-pause).
+    Resets the missed-offer counter."""
+
+    at: float
+    agent_id: str
+
+
+class AgentPaused(NamedTuple):
+    """An agent paused with a reason. A ringing offer is withdrawn (the call keeps its place); a
+    call in progress continues and the pause starts when it ends."""
+
+    at: float
+    agent_id: str
+    reason: str
+
+
+class OfferAnswered(NamedTuple):
+    """The agent's leg answered the offer for ``call_id``. The first answer wins; a later one gets
+    :class:`~acd.actions.RefuseAnswer`."""
+
+    at: float
+    call_id: str
+    agent_id: str
+
+
+class OfferRejected(NamedTuple):
+    """The agent declined the offer (e.g. 603 Decline). The agent gets ``reject_delay_seconds``."""
+
+    at: float
+    call_id: str
+    agent_id: str
+
+
+class OfferTimedOut(NamedTuple):
+    """Ring-no-answer reported by the shell. The engine also times offers out by itself at
+    ``ring_timeout``; whichever comes first counts, the other is ignored."""
+
+    at: float
+    call_id: str
+    agent_id: str
+
+
+class OfferFailed(NamedTuple):
+    """The agent leg could not be rung (486 Busy Here, unreachable). The agent gets
+    ``busy_delay_seconds``; it does not count as a miss."""
+
+    at: float
+    call_id: str
+    agent_id: str
+    reason: str = "busy"
+
+
+class WrapUpDone(NamedTuple):
+    """The agent finished wrap-up early (it also ends by itself after the wrap-up time)."""
+
+    at: float
+    agent_id: str
+
+
+class ConfigChanged(NamedTuple):
+    """A new configuration is published (becomes version ``n + 1``); see ``acd.engine`` for the
+    rule applied to calls already waiting."""
+
+    at: float
+    config: AcdConfig
+
+
+class ConfigRolledBack(NamedTuple):
+    """Re-publish an earlier configuration version (as a new version number)."""
+
+    at: float
+    version: int
+
+
+class Tick(NamedTuple):
+    """Time passed: fire every engine timer due at or before ``at``."""
+
+    at: float
+
+
+Event = (
+    CallArrived
+    | CallAbandoned
+    | CallEnded
+    | AgentLoggedIn
+    | AgentLoggedOut
+    | AgentReady
+    | AgentPaused
+    | OfferAnswered
+    | OfferRejected
+    | OfferTimedOut
+    | OfferFailed
+    | WrapUpDone
+    | ConfigChanged
+    | ConfigRolledBack
+    | Tick
+)
+
+typed_equality(
+    CallArrived,
+    CallAbandoned,
+    CallEnded,
+    AgentLoggedIn,
+    AgentLoggedOut,
+    AgentReady,
+    AgentPaused,
+    OfferAnswered,
+    OfferRejected,
+    OfferTimedOut,
+    OfferFailed,
+    WrapUpDone,
+    ConfigChanged,
+    ConfigRolledBack,
+    Tick,
+)

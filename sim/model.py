@@ -1,0 +1,533 @@
+"""The contact-centre model: callers and agents around the real ACD engine, on a virtual clock.
+
+One replication (:func:`run_replication`):
+
+* callers (``sim.workload``) enter their queue in time order: ``CallArrived``; a caller whose
+  patience runs out while still waiting sends ``CallAbandoned``; an answered call hangs up after
+  its handle time: ``CallEnded`` (the engine runs wrap-up itself);
+* agents follow their group's roster: ``AgentLoggedIn`` / ``AgentLoggedOut`` at the shift's ends,
+  ``AgentPaused(reason="break")`` / ``AgentReady`` around breaks, and ``AgentReady`` some time
+  after the engine paused them for ring-no-answer;
+* every ``OfferCall`` the engine returns rings the agent: with the group's ``ring_no_answer``
+  probability nobody answers (the engine's own ring timeout fires), otherwise the agent answers
+  after ``answer_seconds`` (``OfferAnswered``) unless that is past the ring timeout;
+* the engine's deadlines are honoured with ``Tick``: the kernel keeps one pending tick at
+  ``engine.next_deadline()``, like ``acd.service``'s single ``loop.call_at``.
+
+The engine and the strategies run unchanged; the model only observes the actions to account for
+callers (outcome, wait) and agents (staffed and busy time), see ``sim.stats``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from acd.actions import (
+    BridgeCall,
+    CancelOffer,
+    OfferCall,
+    PauseAgent,
+    RejectCall,
+    SendToVoicemail,
+)
+from acd.engine import AcdEngine
+from acd.events import (
+    AgentLoggedIn,
+    AgentLoggedOut,
+    AgentPaused,
+    AgentReady,
+    CallAbandoned,
+    CallArrived,
+    CallEnded,
+    Event,
+    OfferAnswered,
+    Tick,
+)
+from acd.model import AgentId
+from sim.distributions import Sampler, Streams, Uniforms
+from sim.scenario import Scenario
+from sim.stats import ABANDONED, ANSWERED, REJECTED, UNFINISHED, VOICEMAIL, RunResult
+from sim.workload import Callers, draw_callers
+
+_new = tuple.__new__
+"""Builds a ``NamedTuple`` event from its fields in order (a third of the keyword constructor's
+cost; the loop builds several per caller)."""
+
+# kernel event kinds
+_ABANDON, _ANSWER, _HANGUP, _TICK, _WRAP_END = 0, 1, 2, 3, 4
+_LOGIN, _LOGOUT, _BREAK, _READY, _RONA_READY = 5, 6, 7, 8, 9
+
+EngineFactory = Callable[[Scenario, random.Random], AcdEngine]
+
+
+def default_engine(scenario: Scenario, rng: random.Random) -> AcdEngine:
+    """The ACD engine as the live service builds it, from the scenario's routing configuration
+    (no log records: the model accounts for calls and agents from the actions)."""
+    return AcdEngine(scenario.acd, rng=rng, now=0.0, record_log=False)
+
+
+class _Accounts:
+    """Staffed and busy time per agent, per interval, clipped to the measured window."""
+
+    __slots__ = (
+        "busy",
+        "busy_by_interval",
+        "hi",
+        "lo",
+        "staffed",
+        "staffed_by_interval",
+        "width",
+    )
+
+    def __init__(self, n_agents: int, n_intervals: int, window: tuple[float, float], width: float):
+        self.lo, self.hi = window
+        self.width = width
+        self.staffed = [0.0] * n_agents
+        self.busy = [0.0] * n_agents
+        self.staffed_by_interval = [[0.0] * n_intervals for _ in range(n_agents)]
+        self.busy_by_interval = [[0.0] * n_intervals for _ in range(n_agents)]
+
+    def add(self, busy: bool, j: int, a: float, b: float) -> None:
+        if a < self.lo:
+            a = self.lo
+        if b > self.hi:
+            b = self.hi
+        if b <= a:
+            return
+        total = self.busy if busy else self.staffed
+        row = (self.busy_by_interval if busy else self.staffed_by_interval)[j]
+        total[j] += b - a
+        w = self.width
+        k = int(a // w)
+        while a < b:
+            end = (k + 1) * w
+            if end > b:
+                end = b
+            row[k] += end - a
+            a = end
+            k += 1
+
+
+def run_replication(
+    scenario: Scenario,
+    replication: int,
+    *,
+    engine_factory: EngineFactory = default_engine,
+    trace: list[tuple[float, Event, list[object]]] | None = None,
+) -> RunResult:
+    """Simulate one replication; ``trace`` (if given) receives every ``(at, event, actions)``."""
+    sim = scenario.simulation
+    streams = Streams(sim.seed, replication)
+    callers = draw_callers(scenario, streams)
+    seed = int(streams.rng("routing").integers(0, 2**63))
+    engine = engine_factory(scenario, random.Random(seed))
+    return _Run(scenario, streams, callers, engine, replication, trace).run()
+
+
+class _Run:
+    def __init__(
+        self,
+        scenario: Scenario,
+        streams: Streams,
+        callers: Callers,
+        engine: AcdEngine,
+        replication: int,
+        trace: list[tuple[float, Event, list[object]]] | None,
+    ) -> None:
+        self.scenario = scenario
+        self.callers = callers
+        self.engine = engine
+        self.replication = replication
+        self.trace = trace
+        sim = scenario.simulation
+        self.window = (sim.warmup_hours * 3600.0, sim.horizon)
+        self.width = sim.interval_minutes * 60.0
+        self.n_intervals = max(1, math.ceil(sim.horizon / self.width))
+        self.queues = list(scenario.acd.queues)
+        self.queue_index = {q: i for i, q in enumerate(self.queues)}
+        self.agents: list[str] = [aid for g in scenario.groups for aid in g.agent_ids()]
+        self.agent_index = {a: j for j, a in enumerate(self.agents)}
+        n_agents = len(self.agents)
+        group_of = [g for g in scenario.groups for _ in range(g.count)]
+        self.rona_p = [g.ring_no_answer for g in group_of]
+        self.rona_ready = [g.rona_ready_seconds for g in group_of]
+        answer_samplers: dict[str, Sampler] = {
+            g.name: streams.sampler(f"answer:{g.name}", g.answer) for g in scenario.groups
+        }
+        self.answer = [answer_samplers[g.name] for g in group_of]
+        self.answer_zero = [g.answer.kind == "constant" and g.answer.mean == 0 for g in group_of]
+        rona_streams = {g.name: Uniforms(streams.rng(f"rona:{g.name}")) for g in scenario.groups}
+        self.rona_u = [rona_streams[g.name] for g in group_of]
+        # wrap-up time per (agent, queue) as the engine applies it
+        acd = scenario.acd
+        self.wrap: list[dict[str, float]] = []
+        for aid in self.agents:
+            own = acd.agents[aid].wrap_up_seconds
+            self.wrap.append(
+                {
+                    q: (own if own is not None else qc.wrap_up_seconds)
+                    for q, qc in acd.queues.items()
+                }
+            )
+        self.accounts = _Accounts(n_agents, self.n_intervals, self.window, self.width)
+        n = len(callers)
+        # per caller, as Python lists while running (element access is cheaper than numpy's)
+        self.outcome = [UNFINISHED] * n
+        self.wait = [math.nan] * n
+        self.waited = [True] * n
+        self.agent_of = [-1] * n
+        self.bridge_queue: list[str] = list(callers.queue)
+        self.entry = callers.entry.tolist()
+        self.handle = callers.handle.tolist()
+        self.patience = callers.patience.tolist()
+        self.call_queue = callers.queue
+        self.source = callers.source.tolist()
+        sources = scenario.arrivals
+        self.src_skills = [dict(s.skills) for s in sources]
+        self.src_priority = [s.priority for s in sources]
+        # live state
+        self.waiting_flag = bytearray(n)  # 1 while in a queue
+        self.in_call = 0
+        self.n_waiting = 0
+        self.heap: list[tuple[float, int, int, int, int]] = []
+        self.seq = 0
+        self.now = 0.0
+        self.tick_at = math.inf
+        self.ring_token = [-1] * n_agents
+        self.ring_call = [-1] * n_agents
+        self.busy_since = [math.nan] * n_agents
+        self.staffed_since = [math.nan] * n_agents
+        self.on_shift = [False] * n_agents
+        self.paused = [False] * n_agents
+        self.busy_state = [0] * n_agents  # 0 idle, 1 reserved, 2 on call, 3 wrap-up
+        self.queue_area = [0.0] * self.n_intervals
+        self.queue_area_total = 0.0
+        self.q_last = 0.0
+        self.wait_total = 0.0
+        self.events = 0
+        self.engine_calls = 0
+        self.pending: list[Event] = []
+
+    # --- heap -----------------------------------------------------------------------------
+
+    def push(self, at: float, kind: int, a: int = 0, b: int = 0) -> int:
+        self.seq += 1
+        heapq.heappush(self.heap, (at, self.seq, kind, a, b))
+        return self.seq
+
+    # --- accounting -----------------------------------------------------------------------
+
+    def _queue_change(self, t: float, delta: int) -> None:
+        q = self.n_waiting
+        last = self.q_last
+        if q and t > last:
+            self.queue_area_total += q * (t - last)
+            w = self.width
+            k = int(last // w)
+            area = self.queue_area
+            n_int = self.n_intervals
+            a = last
+            while a < t and k < n_int:
+                end = min(t, (k + 1) * w)
+                area[k] += q * (end - a)
+                a = end
+                k += 1
+        self.q_last = t
+        self.n_waiting = q + delta
+
+    def _agent_state(self, j: int, t: float, busy: int) -> None:
+        """Set agent ``j``'s busy state and close the staffed / busy spans that end."""
+        was_busy = self.busy_state[j] != 0
+        self.busy_state[j] = busy
+        is_busy = busy != 0
+        if was_busy != is_busy:
+            if is_busy:
+                self.busy_since[j] = t
+            else:
+                self.accounts.add(True, j, self.busy_since[j], t)
+            if not self.on_shift[j] or self.paused[j]:
+                self._staffing(j, t)  # on shift and not paused: staffed either way
+
+    def _staffing(self, j: int, t: float) -> None:
+        staffed = self.busy_state[j] != 0 or (self.on_shift[j] and not self.paused[j])
+        since = self.staffed_since[j]
+        if staffed and since != since:  # NaN: was not staffed
+            self.staffed_since[j] = t
+        elif not staffed and since == since:
+            self.accounts.add(False, j, since, t)
+            self.staffed_since[j] = math.nan
+
+    def _leave_queue(self, i: int, t: float, outcome: int) -> None:
+        if not self.waiting_flag[i]:
+            return
+        self.waiting_flag[i] = 0
+        self._queue_change(t, -1)
+        w = t - self.entry[i]
+        self.wait[i] = w
+        self.wait_total += w
+        self.outcome[i] = outcome
+
+    # --- engine ---------------------------------------------------------------------------
+
+    def feed(self, ev: Event) -> None:
+        """Hand ``ev`` to the engine, carry out its actions, and any follow-ups they cause."""
+        pending = self.pending
+        pending.append(ev)
+        handle = self.engine.handle
+        trace = self.trace
+        agent_index = self.agent_index
+        ring_call = self.ring_call
+        ring_token = self.ring_token
+        busy_state = self.busy_state
+        t = self.now
+        k = 0
+        while k < len(pending):
+            e = pending[k]
+            k += 1
+            actions: list[Any] = handle(e)  # dispatched on the exact type below
+            self.engine_calls += 1
+            if trace is not None:
+                trace.append((e.at, e, list(actions)))
+            for act in actions:
+                tp = type(act)
+                if tp is OfferCall:
+                    # ring the agent: answered (now or later) or rings out
+                    i = int(act.call_id)
+                    j = agent_index[act.agent_id]
+                    if self.entry[i] == t and self.waited[i]:
+                        self.waited[i] = False
+                    self.seq += 1
+                    token = self.seq
+                    ring_token[j] = token
+                    ring_call[j] = i
+                    if busy_state[j] == 0:
+                        if self.on_shift[j] and not self.paused[j]:
+                            busy_state[j] = 1  # staffed either way: only the busy span starts
+                            self.busy_since[j] = t
+                        else:
+                            self._agent_state(j, t, 1)
+                    p = self.rona_p[j]
+                    if p > 0.0 and self.rona_u[j].next() < p:
+                        continue  # rings out: the engine's ring timeout withdraws the offer
+                    if self.answer_zero[j]:
+                        pending.append(_new(OfferAnswered, (t, act.call_id, act.agent_id)))
+                        continue
+                    delay = self.answer[j].next()
+                    if delay < act.ring_timeout:
+                        heapq.heappush(self.heap, (t + delay, token, _ANSWER, i, j))
+                elif tp is BridgeCall:
+                    i = int(act.call_id)
+                    j = agent_index[act.agent_id]
+                    if self.waiting_flag[i]:  # _leave_queue(i, t, ANSWERED), inlined
+                        self.waiting_flag[i] = 0
+                        if self.n_waiting and t > self.q_last:
+                            self._queue_change(t, -1)
+                        else:  # no area to add
+                            self.q_last = t
+                            self.n_waiting -= 1
+                        w = t - self.entry[i]
+                        self.wait[i] = w
+                        self.wait_total += w
+                        self.outcome[i] = ANSWERED
+                    self.agent_of[i] = j
+                    self.bridge_queue[i] = act.queue
+                    ring_token[j] = -1
+                    ring_call[j] = -1
+                    if busy_state[j]:
+                        busy_state[j] = 2  # reserved -> on call: still busy
+                    else:
+                        self._agent_state(j, t, 2)
+                    self.in_call += 1
+                    self.seq += 1
+                    heapq.heappush(self.heap, (t + self.handle[i], self.seq, _HANGUP, i, j))
+                elif tp is CancelOffer:
+                    j = agent_index[act.agent_id]
+                    if ring_call[j] == int(act.call_id):
+                        ring_token[j] = -1
+                        ring_call[j] = -1
+                        if busy_state[j] == 1:
+                            self._agent_state(j, t, 0)
+                elif tp is SendToVoicemail:
+                    self._leave_queue(int(act.call_id), t, VOICEMAIL)
+                elif tp is RejectCall:
+                    self._leave_queue(int(act.call_id), t, REJECTED)
+                elif tp is PauseAgent:
+                    j = agent_index[act.agent_id]
+                    self.paused[j] = True
+                    self._staffing(j, t)
+                    if act.reason == "rona":
+                        self.push(t + self.rona_ready[j], _RONA_READY, j)
+        pending.clear()
+        d = self.engine.next_deadline()
+        if d is not None and d < self.tick_at:
+            self.tick_at = d
+            self.push(max(d, t), _TICK)
+
+    # --- run ------------------------------------------------------------------------------
+
+    def _schedule_roster(self) -> None:
+        for g in self.scenario.groups:
+            for n, aid in enumerate(g.agent_ids()):
+                j = self.agent_index[aid]
+                self.push(g.shift_start, _LOGIN, j)
+                if math.isfinite(g.shift_end):
+                    self.push(g.shift_end, _LOGOUT, j)
+                for b in g.breaks:
+                    start = b.at + n * b.stagger
+                    self.push(start, _BREAK, j)
+                    self.push(start + b.seconds, _READY, j)
+
+    def run(self) -> RunResult:
+        self._schedule_roster()
+        heap = self.heap
+        pop = heapq.heappop
+        entry = self.entry
+        n = len(entry)
+        nxt = 0
+        inf = math.inf
+        next_entry = entry[0] if n else math.inf
+        horizon = self.window[1]
+        drain = self.scenario.simulation.drain
+        stop_at = horizon + self.scenario.simulation.max_drain_hours * 3600.0 if drain else horizon
+        agents = self.agents
+        queues = self.call_queue
+        cids = [str(i) for i in range(n)]  # the engine's call ids (CallId is a plain str)
+        waiting_flag = self.waiting_flag
+        patience = self.patience
+        src_priority = self.src_priority
+        src_skills = self.src_skills
+        new = _new
+        busy_state = self.busy_state
+        busy_since = self.busy_since
+        add = self.accounts.add
+        # CallArrived's remaining fields at their defaults (caller, data, enqueued_at, kind)
+        tail = tuple(CallArrived._field_defaults[f] for f in CallArrived._fields[5:])
+        while True:
+            t_heap = heap[0][0] if heap else inf
+            if next_entry <= t_heap:
+                t = next_entry
+                if t >= stop_at:
+                    break
+                self.now = t
+                self.events += 1
+                i = nxt
+                nxt += 1
+                next_entry = entry[nxt] if nxt < n else inf
+                waiting_flag[i] = 1
+                if self.n_waiting and t > self.q_last:
+                    self._queue_change(t, +1)
+                else:  # no area to add
+                    self.q_last = t
+                    self.n_waiting += 1
+                s = self.source[i]
+                self.feed(
+                    new(CallArrived, (t, cids[i], queues[i], src_priority[s], src_skills[s], *tail))
+                )
+                # answered at once (the common case) needs no abandonment event
+                if waiting_flag[i]:
+                    pat = patience[i]
+                    if pat < inf:
+                        self.push(t + pat, _ABANDON, i)
+                continue
+            if t_heap == inf or t_heap >= stop_at:
+                break
+            if (
+                nxt >= n
+                and drain
+                and t_heap >= horizon
+                and self.n_waiting == 0
+                and self.in_call == 0
+            ):
+                break
+            t, seq, kind, a, b = pop(heap)
+            self.now = t
+            self.events += 1
+            if kind == _HANGUP:
+                self.in_call -= 1
+                wrap = self.wrap[b][self.bridge_queue[a]]
+                if wrap > 0 and self.on_shift[b]:
+                    if busy_state[b]:
+                        busy_state[b] = 3  # on call -> wrap-up: still busy
+                    else:
+                        self._agent_state(b, t, 3)
+                    self.push(t + wrap, _WRAP_END, b)
+                elif busy_state[b]:  # _agent_state(b, t, 0), inlined: the busy span ends
+                    busy_state[b] = 0
+                    add(True, b, busy_since[b], t)
+                    if not self.on_shift[b] or self.paused[b]:
+                        self._staffing(b, t)
+                self.feed(new(CallEnded, (t, cids[a])))
+            elif kind == _ANSWER:
+                if self.ring_token[b] == seq and self.waiting_flag[a]:
+                    self.feed(new(OfferAnswered, (t, cids[a], agents[b])))
+            elif kind == _TICK:
+                if t == self.tick_at:
+                    self.tick_at = inf
+                    self.feed(Tick(at=t))
+            elif kind == _ABANDON:
+                if self.waiting_flag[a]:
+                    self._leave_queue(a, t, ABANDONED)
+                    self.feed(CallAbandoned(t, cids[a]))
+            elif kind == _WRAP_END:
+                if self.busy_state[a] == 3:
+                    self._agent_state(a, t, 0)
+            elif kind == _LOGIN:
+                self.on_shift[a] = True
+                self.paused[a] = False
+                self._staffing(a, t)
+                self.feed(AgentLoggedIn(at=t, agent_id=AgentId(agents[a])))
+            elif kind == _LOGOUT:
+                self.on_shift[a] = False
+                self._staffing(a, t)
+                self.feed(AgentLoggedOut(at=t, agent_id=AgentId(agents[a])))
+            elif kind == _BREAK:
+                if self.on_shift[a]:
+                    self.paused[a] = True
+                    self._staffing(a, t)
+                    self.feed(AgentPaused(at=t, agent_id=AgentId(agents[a]), reason="break"))
+            elif kind in (_READY, _RONA_READY) and self.on_shift[a] and self.paused[a]:
+                self.paused[a] = False
+                self._staffing(a, t)
+                self.feed(AgentReady(at=t, agent_id=AgentId(agents[a])))
+        end = self.now
+        self._queue_change(end, 0)
+        for j in range(len(agents)):
+            if self.busy_state[j]:
+                self.accounts.add(True, j, self.busy_since[j], end)
+            since = self.staffed_since[j]
+            if since == since:
+                self.accounts.add(False, j, since, max(end, horizon))
+        return RunResult(
+            replication=self.replication,
+            window=self.window,
+            interval_seconds=self.width,
+            queues=self.queues,
+            agents=agents,
+            entry=self.callers.entry,
+            queue_idx=np.asarray([self.queue_index[q] for q in queues], dtype=np.int64),
+            source=self.callers.source,
+            outcome=np.asarray(self.outcome, dtype=np.int8),
+            wait=np.asarray(self.wait, dtype=float),
+            waited=np.asarray(self.waited, dtype=bool),
+            agent_idx=np.asarray(self.agent_of, dtype=np.int64),
+            staffed=np.asarray(self.accounts.staffed),
+            busy=np.asarray(self.accounts.busy),
+            staffed_by_interval=np.asarray(self.accounts.staffed_by_interval).reshape(
+                len(agents), self.n_intervals
+            ),
+            busy_by_interval=np.asarray(self.accounts.busy_by_interval).reshape(
+                len(agents), self.n_intervals
+            ),
+            queue_area_by_interval=np.asarray(self.queue_area),
+            queue_area_total=self.queue_area_total,
+            wait_total=self.wait_total,
+            end_time=end,
+            events=self.events,
+            engine_calls=self.engine_calls,
+        )

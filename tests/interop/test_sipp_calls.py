@@ -1,0 +1,117 @@
+"""Real SIPp peers against ``hotline serve`` on 127.0.0.1.
+
+- SIPp's ``uac`` calls the hotline number at 200 calls/s for 2,000 calls, and at 100 calls/s for
+  1,000 calls with 5 % of its packets lost: every call succeeds, and once the RFC 3261 timers
+  have run out no call, dialog, transaction, RTP port or task is left behind.
+- SIPp plays an agent's phone: it registers with digest authentication, the gateway rings it and
+  the call is answered.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.interop.harness import SCENARIOS, Server, SippResult, free_port, run_sipp, start_server
+
+pytestmark = pytest.mark.interop
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    srv = start_server(tmp_path)
+    yield srv
+    assert srv.stop() == 0, srv.log_path.read_text()[-3000:]
+
+
+def _assert_no_leak(server: Server, tasks_before: int) -> None:
+    idle = server.wait_idle(timeout=60)
+    assert idle["active_calls"] == 0, idle
+    assert idle["gateway_calls"] == 0, idle
+    assert idle["transactions"] == 0, idle
+    assert idle["rtp_endpoints"] == 0, idle
+    assert idle["tasks"] <= tasks_before, idle
+
+
+def test_uac_200_cps_2000_calls(server: Server, tmp_path: Path) -> None:
+    tasks_before = server.api("/api/debug/sip")["tasks"]
+    result = run_sipp(
+        ["-sn", "uac", "-s", "1000", "-r", "200", "-m", "2000"],
+        workdir=tmp_path / "sipp",
+        target=server.sip,
+        timeout=90,
+    )
+    assert (result.successful, result.failed) == (2000, 0), result.stdout + result.errors
+    assert result.returncode == 0
+    _assert_no_leak(server, tasks_before)
+
+
+def test_uac_with_5_percent_loss(server: Server, tmp_path: Path) -> None:
+    tasks_before = server.api("/api/debug/sip")["tasks"]
+    result = run_sipp(
+        ["-sn", "uac", "-s", "1000", "-r", "100", "-m", "1000", "-lost", "5"],
+        workdir=tmp_path / "sipp",
+        target=server.sip,
+        timeout=150,
+    )
+    assert (result.successful, result.failed) == (1000, 0), result.stdout + result.errors
+    _assert_no_leak(server, tasks_before)
+    stats = server.api("/api/debug/sip")["stats"]
+    # Loss made SIPp retransmit; the gateway absorbed those instead of starting new calls.
+    assert result.retransmissions > 0
+    assert stats.get("retransmissions_absorbed", 0) > 0, stats
+
+
+def test_sipp_uas_plays_an_agent_phone(server: Server, tmp_path: Path) -> None:
+    port = free_port()
+    registered = run_sipp(
+        [
+            "-sf",
+            str(SCENARIOS / "register.xml"),
+            "-s",
+            "alice",
+            "-au",
+            "alice",
+            "-ap",
+            "alice-demo-1",
+            "-m",
+            "1",
+        ],
+        workdir=tmp_path / "register",
+        target=server.sip,
+        timeout=20,
+        local_port=port,
+    )
+    assert registered.successful == 1, registered.stdout + registered.errors
+    regs = server.api("/api/registrations")
+    assert [(r["agent"], r["source"]) for r in regs] == [("alice", f"127.0.0.1:{port}")]
+
+    holder: dict[str, object] = {}
+
+    def phone() -> None:
+        holder["result"] = run_sipp(
+            ["-sn", "uas", "-m", "1", "-mp", str(free_port(pair=True))],
+            workdir=tmp_path / "phone",
+            target=None,
+            timeout=30,
+            local_port=port,
+        )
+
+    thread = threading.Thread(target=phone)
+    thread.start()
+    try:
+        time.sleep(1.0)  # let SIPp bind the port the phone registered from
+        outcome = server.api(
+            "/api/dial", method="POST", body={"agent": "alice", "hold_seconds": 0.5}
+        )
+    finally:
+        thread.join(timeout=60)
+    assert outcome["outcome"] == "completed", outcome
+    assert outcome["agent"] == "alice"
+    result = holder["result"]
+    assert isinstance(result, SippResult)
+    assert (result.successful, result.failed) == (1, 0), result.stdout + result.errors
