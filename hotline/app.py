@@ -256,6 +256,7 @@ class Gateway:
             "active_calls": len(self.endpoint.active_calls()),
             "gateway_calls": len(self.calls),
             "transactions": self.endpoint.transaction_count(),
+            "transaction_sample": self.endpoint.transaction_summary(5),
             "rtp_endpoints": len(self.rtp.open_endpoints),
             "stats": dict(self.endpoint.stats),
         }

@@ -303,6 +303,15 @@ class SipEndpoint:
         """Live transactions of every kind (answered ones included until their timers end)."""
         return len(self._server_tx) + len(self._client_tx)
 
+    def transaction_summary(self, limit: int = 20) -> list[str]:
+        """The first ``limit`` live transactions as ``kind method state`` (leak diagnosis)."""
+        out: list[str] = []
+        for tx in (*self._server_tx.values(), *self._client_tx.values()):
+            if len(out) >= limit:
+                break
+            out.append(f"{tx.kind} {tx.method} {tx.state.value} {tx.request.headers.get('Call-ID')}")
+        return out
+
     def unanswered_server_transactions(self) -> int:
         """Server transactions still waiting for a final response (the overload measure)."""
         return self._unanswered
