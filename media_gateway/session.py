@@ -1,0 +1,512 @@
+"""``CallSession``: the one kind of call the IVR, the ACD and voicemail work with.
+
+Whatever the channel (a SIP phone, a PSTN trunk, a WebRTC page), a session is: an id, the
+caller and the number dialled, a state, a media channel in the media process, and a *leg*
+that speaks the channel's signalling (``Leg``: SIP in ``sip_leg.py``, WebRTC in
+``webrtc.py``). Services call::
+
+    await s.answer()
+    r = await s.play(["welcome", "main_menu"], lang="en")       # barge-in on a key
+    got = await s.collect(max_digits=1, timeout=5)             # type-ahead kept
+    rec = await s.record(path, max_seconds=120, silence_seconds=5)
+    await s.bridge(agent_session); await s.hold(); await s.unhold()
+    await s.transfer("sip:2000@10.0.0.5") ; await s.hangup("normal")
+    async for event in s.events(): ...
+
+When the far end hangs up, every pending ``play``/``collect``/``record`` raises
+:class:`SessionEnded`, so a service's flow stops where it stands without checking states.
+
+Keys arrive by any method (RFC 4733, SIP INFO, in-band tones, a WebRTC data message); all go
+through the media process, so barge-in and the digit buffer behave the same for each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from media_gateway.media.client import MediaClient
+from media_gateway.media.engine import MediaError
+
+_op_ids = itertools.count(1)
+
+
+class SessionEnded(Exception):
+    """The call ended (hangup by either side, or media lost) while an operation waited."""
+
+    def __init__(self, by: str, cause: str) -> None:
+        super().__init__(f"call ended by {by}: {cause}")
+        self.by = by
+        self.cause = cause
+
+
+# -- events (the session's async stream) -------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Dtmf:
+    digit: str
+    method: str
+    duration_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Hangup:
+    by: str
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlayDone:
+    op: str
+    reason: str
+    """``finished``, ``dtmf`` (barge-in), ``stopped``, ``replaced``, ``bridged``, ``closed``."""
+    digit: str | None = None
+    played_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RecordDone:
+    op: str
+    path: str
+    reason: str
+    """``max_length``, ``silence``, ``dtmf``, ``stopped``, ``hangup``."""
+    seconds: float
+    heard_sound: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HoldChanged:
+    held: bool
+    by: str
+    """``local`` (we held the caller) or ``remote`` (the phone put us on hold)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MediaStats:
+    stats: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class MediaTimeout:
+    silent_seconds: float
+
+
+SessionEvent = Dtmf | Hangup | PlayDone | RecordDone | HoldChanged | MediaStats | MediaTimeout
+
+
+@dataclass(frozen=True, slots=True)
+class CollectResult:
+    digits: str
+    reason: str
+    """``max_digits``, ``terminator``, ``timeout`` (nothing pressed), ``inter_digit_timeout``."""
+
+
+class Leg(Protocol):
+    """The signalling side of a session (SIP dialog, WebRTC peer connection)."""
+
+    channel: str
+    """``sip``, ``trunk`` or ``webrtc``."""
+
+    async def answer(self, session: CallSession) -> None: ...
+
+    async def hangup(self, session: CallSession, cause: str) -> None: ...
+
+    async def set_direction(self, session: CallSession, direction: str) -> None:
+        """Tell the far end what we do now (re-INVITE with sendonly/sendrecv)."""
+
+    async def refer(self, session: CallSession, target: str) -> bool:
+        """Blind transfer by the far end (REFER); False when it cannot be done that way."""
+
+
+Rerouter = Callable[["CallSession", str], Awaitable[bool]]
+
+
+class CallSession:
+    """One call leg with media. Create through the gateway, not directly."""
+
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        leg: Leg,
+        media: MediaClient,
+        chan: str,
+        caller: str = "",
+        dialled: str = "",
+        direction: str = "inbound",
+        lang: str | None = None,
+        rerouter: Rerouter | None = None,
+        event_buffer: int = 512,
+    ) -> None:
+        self.id = session_id
+        self.leg = leg
+        self.channel = leg.channel
+        self.media = media
+        self.chan = chan
+        self.caller = caller
+        self.dialled = dialled
+        self.direction = direction
+        self.lang = lang
+        self.rerouter = rerouter
+        self.state = "ringing"
+        self.ended_by: str | None = None
+        self.cause: str | None = None
+        self.bridged_to: CallSession | None = None
+        self.held = False
+        self.remote_held = False
+        self.vars: dict[str, Any] = {}
+        self.final_stats: dict[str, Any] | None = None
+        self._digits: deque[str] = deque(maxlen=64)
+        self._digit_arrived = asyncio.Event()
+        self._waiters: dict[str, asyncio.Future[Any]] = {}
+        self._events: deque[SessionEvent] = deque(maxlen=event_buffer)
+        self._event_ready = asyncio.Event()
+        self.ended = asyncio.Event()
+        media.subscribe(chan, self._on_media_event)
+
+    def __repr__(self) -> str:
+        return f"<CallSession {self.id} {self.channel} {self.caller}->{self.dialled} {self.state}>"
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def answer(self) -> None:
+        if self.state == "answered":
+            return
+        self._check()
+        await self.leg.answer(self)
+        self.state = "answered"
+
+    async def hangup(self, cause: str = "normal") -> None:
+        if self.state == "ended":
+            return
+        await self.leg.hangup(self, cause)
+        await self.ended_by_signalling("local", cause)
+
+    async def ended_by_signalling(self, by: str, cause: str) -> None:
+        """The leg reports the call is over (BYE, CANCEL, failure, timeout)."""
+        if self.state == "ended":
+            return
+        self.state = "ended"
+        self.ended_by, self.cause = by, cause
+        peer = self.bridged_to
+        self.bridged_to = None
+        if peer is not None and peer.bridged_to is self:
+            peer.bridged_to = None
+            if peer.state != "ended" and peer.remote_held is False:
+                peer._push(Hangup(by="bridge", cause="peer_hung_up"))
+        err = SessionEnded(by, cause)
+        for fut in self._waiters.values():
+            if not fut.done():
+                fut.set_exception(err)
+        self._waiters.clear()
+        self._digit_arrived.set()
+        self._push(Hangup(by=by, cause=cause))
+        self.ended.set()
+        with contextlib.suppress(MediaError):
+            reply = await self.media.request("close", chan=self.chan)
+            self.final_stats = reply.get("stats")
+        self.media.unsubscribe(self.chan)
+
+    # -- media operations ----------------------------------------------------------------
+
+    async def play(
+        self,
+        prompt: str | Sequence[str] | None = None,
+        *,
+        lang: str | None = None,
+        file: str | None = None,
+        interruptible: bool = True,
+        loop: bool = False,
+        wait: bool = True,
+    ) -> PlayDone:
+        """Play catalogue prompts (names or specs such as ``silence:500``) or a WAV file.
+
+        With ``interruptible``, a key stops the prompt at once (barge-in) and stays in the digit
+        buffer for ``collect``; keys typed before the prompt started skip it entirely.
+        """
+        self._check()
+        op = f"p{next(_op_ids)}"
+        if interruptible and not loop and self._digits:
+            return PlayDone(op=op, reason="dtmf", digit=self._digits[0])
+        fields: dict[str, Any] = {
+            "chan": self.chan,
+            "op_id": op,
+            "interruptible": interruptible,
+            "loop": loop,
+        }
+        if file is not None:
+            fields["file"] = file
+        elif prompt is not None:
+            fields["prompts"] = [prompt] if isinstance(prompt, str) else list(prompt)
+            fields["lang"] = lang or self.lang
+        else:
+            raise ValueError("play needs a prompt or a file")
+        fut = self._expect(op)
+        try:
+            await self.media.request("play", **fields)
+        except BaseException:
+            self._waiters.pop(op, None)
+            raise
+        if not wait:
+            self._waiters.pop(op, None)
+            return PlayDone(op=op, reason="started")
+        return await self._wait(op, fut)
+
+    async def stop_play(self) -> None:
+        self._check()
+        await self.media.request("stop_play", chan=self.chan)
+
+    async def collect(
+        self,
+        max_digits: int = 1,
+        *,
+        timeout: float = 5.0,  # noqa: ASYNC109 - the IVR's first-digit timeout, not a cancel scope
+        terminator: str = "#",
+        inter_digit_timeout: float = 3.0,
+    ) -> CollectResult:
+        """Keys from the buffer and as they come: until ``max_digits``, the terminator (not
+        included), ``timeout`` before the first key, or ``inter_digit_timeout`` between keys."""
+        if max_digits < 1:
+            raise ValueError("max_digits must be at least 1")
+        got: list[str] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            while self._digits:
+                d = self._digits.popleft()
+                if terminator and d in terminator:
+                    return CollectResult("".join(got), "terminator")
+                got.append(d)
+                if len(got) >= max_digits:
+                    return CollectResult("".join(got), "max_digits")
+                deadline = loop.time() + inter_digit_timeout
+            self._check()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return CollectResult("".join(got), "inter_digit_timeout" if got else "timeout")
+            self._digit_arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._digit_arrived.wait(), remaining)
+
+    def flush_digits(self) -> str:
+        """Drop type-ahead (returns what was dropped)."""
+        out = "".join(self._digits)
+        self._digits.clear()
+        return out
+
+    async def record(
+        self,
+        path: str,
+        *,
+        max_seconds: float = 120.0,
+        silence_seconds: float = 5.0,
+        stop_digits: str = "#",
+        beep: bool = False,
+    ) -> RecordDone:
+        """Record what the caller says into a WAV file (8 kHz, 16-bit); returns why it stopped."""
+        self._check()
+        if beep:
+            await self.play("beep", interruptible=False)
+        op = f"r{next(_op_ids)}"
+        fut = self._expect(op)
+        try:
+            await self.media.request(
+                "record",
+                chan=self.chan,
+                op_id=op,
+                path=path,
+                max_seconds=max_seconds,
+                silence_seconds=silence_seconds,
+                stop_digits=stop_digits,
+            )
+        except BaseException:
+            self._waiters.pop(op, None)
+            raise
+        result: RecordDone = await self._wait(op, fut)
+        # The stop key is not left in the buffer for the next collect.
+        if result.reason == "dtmf" and self._digits and self._digits[-1] in stop_digits:
+            self._digits.pop()
+        return result
+
+    async def send_dtmf(self, digits: str) -> None:
+        self._check()
+        await self.media.request("send_dtmf", chan=self.chan, digits=digits)
+
+    async def bridge(self, other: CallSession) -> None:
+        """Media both ways with ``other`` (whatever its channel); prompts stop."""
+        self._check()
+        other._check()
+        if self.bridged_to is not None and self.bridged_to is not other:
+            await self.unbridge()
+        await self.media.request("bridge", a=self.chan, b=other.chan)
+        self.bridged_to, other.bridged_to = other, self
+
+    async def unbridge(self) -> None:
+        peer = self.bridged_to
+        self.bridged_to = None
+        if peer is not None and peer.bridged_to is self:
+            peer.bridged_to = None
+        if self.state != "ended":
+            with contextlib.suppress(MediaError):
+                await self.media.request("unbridge", chan=self.chan)
+
+    async def hold(self, music: str | None = "moh") -> None:
+        """Put this caller on hold: the far end is told we only send, and hears ``music``."""
+        self._check()
+        if self.held:
+            return
+        self.held = True
+        await self.leg.set_direction(self, "sendonly")
+        if music:
+            await self.play(music, interruptible=False, loop=True, wait=False)
+        else:
+            await self.media.request("unbridge", chan=self.chan)
+        self._push(HoldChanged(held=True, by="local"))
+
+    async def unhold(self) -> None:
+        self._check()
+        if not self.held:
+            return
+        self.held = False
+        await self.media.request("stop_play", chan=self.chan)
+        await self.leg.set_direction(self, "sendrecv")
+        peer = self.bridged_to
+        if peer is not None and peer.state != "ended":
+            await self.media.request("bridge", a=self.chan, b=peer.chan)
+        self._push(HoldChanged(held=False, by="local"))
+
+    async def remote_hold_changed(self, held: bool) -> None:
+        """The far end put us on hold (re-INVITE sendonly/inactive) or took us off it: the
+        party bridged to this one hears music meanwhile."""
+        if held == self.remote_held or self.state == "ended":
+            return
+        self.remote_held = held
+        self._push(HoldChanged(held=held, by="remote"))
+        peer = self.bridged_to
+        if peer is None or peer.state == "ended":
+            return
+        with contextlib.suppress(MediaError):
+            if held:
+                await peer.play("moh", interruptible=False, loop=True, wait=False)
+            else:
+                await self.media.request("stop_play", chan=peer.chan)
+                await self.media.request("bridge", a=self.chan, b=peer.chan)
+
+    async def transfer(self, target: str, *, mode: str = "auto") -> bool:
+        """Send the caller elsewhere: ``refer`` (blind REFER, the phone places the new call),
+        ``reroute`` (we place it and bridge, or hand the call to a queue), or ``auto`` (REFER,
+        re-routing when the far end refuses it). True when the transfer went ahead."""
+        self._check()
+        if mode not in ("auto", "refer", "reroute"):
+            raise ValueError(f"transfer mode {mode!r} is not auto, refer or reroute")
+        if mode in ("auto", "refer") and await self.leg.refer(self, target):
+            return True
+        if mode == "refer" or self.rerouter is None:
+            return False
+        return await self.rerouter(self, target)
+
+    async def stats(self) -> dict[str, Any]:
+        if self.state == "ended":
+            return self.final_stats or {}
+        reply = await self.media.request("stats", chan=self.chan)
+        return dict(reply.get("stats", {}))
+
+    # -- event stream --------------------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[SessionEvent]:
+        """Every event from now on, ending after the Hangup."""
+        while True:
+            while self._events:
+                event = self._events.popleft()
+                yield event
+                if isinstance(event, Hangup) and event.by != "bridge":
+                    return
+            if self.ended.is_set() and not self._events:
+                return
+            self._event_ready.clear()
+            await self._event_ready.wait()
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _check(self) -> None:
+        if self.state == "ended":
+            raise SessionEnded(self.ended_by or "local", self.cause or "ended")
+
+    def _expect(self, op: str) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters[op] = fut
+        return fut
+
+    async def _wait(self, op: str, fut: asyncio.Future[Any]) -> Any:
+        try:
+            return await fut
+        finally:
+            self._waiters.pop(op, None)
+
+    def _push(self, event: SessionEvent) -> None:
+        self._events.append(event)
+        self._event_ready.set()
+
+    def digit_from_signalling(self, digit: str, method: str = "info") -> None:
+        """A key that came in a SIP INFO (or a WebRTC data message)."""
+        if self.state != "ended":
+            asyncio.get_running_loop().create_task(self._send_digit(digit, method))
+
+    async def _send_digit(self, digit: str, method: str) -> None:
+        with contextlib.suppress(MediaError):
+            await self.media.request("digit", chan=self.chan, digit=digit, method=method)
+
+    def _on_media_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "dtmf":
+            digit = str(event["digit"])
+            self._digits.append(digit)
+            self._digit_arrived.set()
+            self._push(
+                Dtmf(
+                    digit=digit,
+                    method=str(event.get("method", "")),
+                    duration_ms=int(event.get("duration_ms", 0)),
+                )
+            )
+        elif kind == "play_done":
+            done = PlayDone(
+                op=str(event["op"]),
+                reason=str(event["reason"]),
+                digit=event.get("digit"),
+                played_ms=int(event.get("played_ms", 0)),
+            )
+            self._push(done)
+            self._resolve(done.op, done)
+        elif kind == "record_done":
+            rec = RecordDone(
+                op=str(event["op"]),
+                path=str(event.get("path", "")),
+                reason=str(event["reason"]),
+                seconds=float(event.get("seconds", 0.0)),
+                heard_sound=bool(event.get("heard_sound", False)),
+                error=event.get("error"),
+            )
+            self._push(rec)
+            self._resolve(rec.op, rec)
+        elif kind == "rtp_timeout":
+            self._push(MediaTimeout(silent_seconds=float(event.get("silent_seconds", 0))))
+        elif kind == "media_lost":
+            asyncio.get_running_loop().create_task(self._media_lost())
+
+    async def _media_lost(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.leg.hangup(self, "media_lost")
+        await self.ended_by_signalling("local", "media_lost")
+
+    def _resolve(self, op: str, value: Any) -> None:
+        fut = self._waiters.get(op)
+        if fut is not None and not fut.done():
+            fut.set_result(value)
