@@ -17,9 +17,10 @@ import random
 import secrets
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
@@ -28,9 +29,12 @@ from hotline.api import build_app
 from hotline.config import Config, ConfigError, TrunkConfig, parse_hostport, validate_sections
 from hotline.logs import configure_logging
 from hotline.metrics import Metrics
-from media_gateway.rtp_echo import RtpEndpoint, RtpEndpoints
-from media_gateway.sdp.offer_answer import LocalSession, NoCommonCodec, answer_offer, make_offer
+from media_gateway.media.client import LocalMedia, MediaClient, MediaProcess
+from media_gateway.media.engine import MediaError
+from media_gateway.rtp.dtmf import parse_info_body
+from media_gateway.sdp.offer_answer import NoCommonCodec, negotiated_media
 from media_gateway.sdp.session import SdpError, SessionDescription
+from media_gateway.session import CallSession, SessionEnded
 from media_gateway.sip import events as ev
 from media_gateway.sip.auth import AuthResult, DigestAuthenticator
 from media_gateway.sip.endpoint import EndpointConfig, SipEndpoint
@@ -47,9 +51,31 @@ from media_gateway.sip.trunk import (
     normalise_number,
 )
 from media_gateway.sip.uri import parse_uri
+from media_gateway.sip_leg import SipLeg
 from media_gateway.transport import SipTransport
 
 log = structlog.get_logger("hotline.gateway")
+
+SessionHandler = Callable[[CallSession], Awaitable[None]]
+
+
+class BrowserPhone(Protocol):
+    """An agent's browser connected as a phone (media_gateway/webrtc.py)."""
+
+    async def ring(self, caller: str, ring_timeout: float) -> CallSession | None:
+        """Offer a call to the browser; the answered session, or None."""
+
+
+async def default_hotline_flow(session: CallSession) -> None:
+    """Until an IVR flow is configured: welcome the caller, then music until they hang up."""
+    await session.answer()
+    try:
+        await session.play(["welcome", "please_hold"], interruptible=False)
+        await session.play("moh", interruptible=False, loop=True, wait=False)
+    except MediaError as exc:
+        log.warning("prompt_unavailable", call_id=session.id, error=str(exc))
+    await session.ended.wait()
+
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, REFER, NOTIFY"
 
@@ -65,13 +91,12 @@ class CallRecord:
     dialled: str
     started: float
     handle: Any = None
-    rtp: RtpEndpoint | None = None
-    rtp_key: str = ""
-    sdp: LocalSession | None = None
-    """Our o= line across the call: one session id, version raised when the body changes."""
+    chan: str = ""
+    """The call's media channel in the media process ("" until opened)."""
+    leg: SipLeg | None = None
+    session: CallSession | None = None
     answered_at: float | None = None
     outcome: str = ""
-    hold_seconds: float = 1.0
     done: asyncio.Future[dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -108,7 +133,31 @@ class Gateway:
             max_expires=sip.max_expires,
             default_expires=min(3600, sip.max_expires),
         )
-        self.rtp = RtpEndpoints(config.server.public_host, sip.rtp_port_min, sip.rtp_port_max)
+        media = config.media
+        prompt_dirs = list(media.prompts)
+        if media.process:
+            self.media: MediaClient = MediaProcess(
+                host=config.server.public_host,
+                port_min=sip.rtp_port_min,
+                port_max=sip.rtp_port_max,
+                prompt_dirs=prompt_dirs,
+                rtp_timeout=media.rtp_timeout,
+            )
+        else:
+            self.media = LocalMedia(
+                host=config.server.public_host,
+                port_min=sip.rtp_port_min,
+                port_max=sip.rtp_port_max,
+                prompt_dirs=prompt_dirs,
+                rtp_timeout=media.rtp_timeout,
+            )
+        self.handlers: dict[str, SessionHandler] = {"hotline": default_hotline_flow}
+        """Entry-point kind -> the service that runs an inbound session (the IVR plugs in here)."""
+        self._chan_seq = 0
+        self.browser_phones: dict[str, BrowserPhone] = {}
+        """Agents whose browser is connected as their phone (WebRTC), by agent id."""
+        self.sessions: set[CallSession] = set()
+        """Sessions that did not come through SIP (WebRTC), for the debug counts."""
         self.metrics = Metrics()
         self._register_metrics()
         self.calls: dict[object, CallRecord] = {}
@@ -122,6 +171,7 @@ class Gateway:
 
     async def start(self) -> None:
         server = self.config.server
+        await self.media.start()
         self.transport = SipTransport(
             self.endpoint,
             self.on_event,
@@ -159,7 +209,7 @@ class Gateway:
             await asyncio.sleep(0.05)
         for task in list(self._tasks):
             task.cancel()
-        self.rtp.close_all()
+        await self.media.close()
         if self.transport is not None:
             await self.transport.close()
 
@@ -257,7 +307,8 @@ class Gateway:
             "gateway_calls": len(self.calls),
             "transactions": self.endpoint.transaction_count(),
             "transaction_sample": self.endpoint.transaction_summary(5),
-            "rtp_endpoints": len(self.rtp.open_endpoints),
+            "rtp_endpoints": sum(1 for r in self.calls.values() if r.chan),
+            "sessions": len(self.sessions),
             "stats": dict(self.endpoint.stats),
         }
 
@@ -291,28 +342,80 @@ class Gateway:
             self._on_failed(event)
         elif isinstance(event, ev.ReinviteReceived):
             self._on_reinvite(event)
+        elif isinstance(event, ev.ReinviteResponded):
+            record = self.calls.get(event.call)
+            if record is not None and record.leg is not None:
+                record.leg.reinvite_answered(event.status, event.sdp)
         elif isinstance(event, ev.InDialogRequestReceived):
             method = event.request.method
             self.metrics.inc("hotline_sip_requests_total", method=method)
             if method == "OPTIONS":
                 self._respond(event.transaction, 200, headers=[("Allow", ALLOW)])
+            elif method == "NOTIFY":
+                self._respond(event.transaction, 200)
+                record = self.calls.get(event.call)
+                if record is not None and record.leg is not None:
+                    record.leg.notify(event.request.body)
             else:
                 self._respond(event.transaction, 501, headers=[("Allow", ALLOW)])
         elif isinstance(event, ev.InfoReceived):
             self.metrics.inc("hotline_sip_requests_total", method="INFO")
-            log.info(
-                "sip_info",
-                call_id=event.request.headers.get("Call-ID"),
-                content_type=event.content_type,
-                size=len(event.body),
-            )
+            self._on_info(event)
         elif isinstance(event, ev.AckTimedOut):
             self.endpoint.bye(event.call, now=self.loop.time())
             self._flush()
-        elif isinstance(event, ev.ResponseReceived):
-            self._on_trunk_response(event)
-        elif isinstance(event, ev.RequestTimedOut):
-            self._on_trunk_timeout(event)
+        elif isinstance(event, ev.ResponseReceived | ev.RequestTimedOut):
+            status = event.response.status if isinstance(event, ev.ResponseReceived) else 408
+            if self._leg_request_done(event.transaction, status):
+                pass
+            elif isinstance(event, ev.ResponseReceived):
+                self._on_trunk_response(event)
+            else:
+                self._on_trunk_timeout(event)
+
+    def _leg_request_done(self, tx: Any, status: int) -> bool:
+        """A response to a leg's in-dialog request (REFER): True when a leg owned it."""
+        for record in self.calls.values():
+            if record.leg is not None and record.leg.owns_request(tx):
+                record.leg.request_answered(tx, status)
+                return True
+        return False
+
+    def _on_info(self, event: Any) -> None:
+        """SIP INFO keys (application/dtmf-relay, application/dtmf) join the session's keys."""
+        record = self.calls.get(event.call)
+        try:
+            digit = parse_info_body(event.content_type, event.body, at=self.loop.time())
+        except ValueError as exc:
+            log.info("sip_info_ignored", call_id=record.call_id if record else "", reason=str(exc))
+            return
+        if record is not None and record.session is not None:
+            record.session.digit_from_signalling(digit.digit, "info")
+
+    # -- the SIP side of sessions (SipSide for media_gateway.sip_leg) ------------------------
+
+    def flush(self) -> None:
+        self._flush()
+
+    def respond_sdp(self, handle: Any, status: int, body: bytes) -> None:
+        self._respond(handle, status, body=body, headers=[("Content-Type", "application/sdp")])
+        record = self.calls.get(handle)
+        if record is not None and 200 <= status < 300 and record.answered_at is None:
+            record.answered_at = self.loop.time()
+            log.info(
+                "call_answered",
+                call_id=record.call_id,
+                entry=record.entry,
+                caller=record.caller,
+                dialled=record.dialled,
+            )
+
+    async def _open_media(self, record: CallRecord, **fields: Any) -> int:
+        self._chan_seq += 1
+        chan = f"{record.direction[0]}{self._chan_seq}"
+        reply = await self.media.request("open", chan=chan, **fields)
+        record.chan = chan
+        return int(reply["port"])
 
     def _respond(
         self,
@@ -464,10 +567,8 @@ class Gateway:
             extra={"route": how},
         )
         self.calls[handle] = record
-        if entry is not None and entry.kind in ("echo", "hotline"):
-            self._spawn(
-                self._answer_media(record, offer, "echo" if entry.kind == "echo" else "sink")
-            )
+        if entry is not None and (entry.kind == "echo" or entry.kind in self.handlers):
+            self._spawn(self._start_session(record, offer, entry.kind))
         else:
             self._respond(handle, 480, reason="Temporarily Unavailable")
 
@@ -478,85 +579,176 @@ class Gateway:
         except SipParseError:
             return ""
 
-    async def _answer_media(
-        self, record: CallRecord, offer: SessionDescription | None, mode: str
+    async def _start_session(
+        self, record: CallRecord, offer: SessionDescription | None, kind: str
     ) -> None:
+        """Open the call's media, prepare the SDP answer, and hand the session to its service."""
         with structlog.contextvars.bound_contextvars(call_id=record.call_id):
             try:
-                record.rtp_key = f"{record.call_id}#{id(record.handle)}"
-                rtp = await self.rtp.open(record.rtp_key, mode)
-            except RuntimeError as exc:
+                port = await self._open_media(record)
+            except MediaError as exc:
                 log.error("rtp_unavailable", error=str(exc))
                 self._respond(record.handle, 503, headers=[("Retry-After", "5")])
                 self._finish(record, "rtp_unavailable")
                 return
             if record.handle not in self.calls:  # cancelled while the port was opened
-                self.rtp.close(record.rtp_key)
+                await self._close_media(record)
                 return
-            record.rtp = rtp
-            record.sdp = LocalSession(session_id=str(self.rng.getrandbits(40)))
+            leg = SipLeg(
+                self,
+                record.handle,
+                local_ip=self.config.server.public_host,
+                local_port=port,
+                channel="trunk" if record.extra.get("route", "").startswith("trunk:") else "sip",
+                session_id=str(self.rng.getrandbits(40)),
+            )
+            record.leg = leg
             try:
-                if offer is not None:
-                    answer = answer_offer(
-                        offer, local_ip=self.config.server.public_host, local_port=rtp.port
-                    )
-                else:
-                    answer = make_offer(
-                        local_ip=self.config.server.public_host, local_port=rtp.port
-                    )
+                fields = leg.prepare_answer(offer)
             except NoCommonCodec:
                 self._respond(
                     record.handle, 488, headers=[("Warning", '305 hotline "no common codec"')]
                 )
                 self._finish(record, "no_common_codec")
                 return
-            self._respond(
-                record.handle,
-                200,
-                body=self._stamp(record, answer).to_bytes(),
-                headers=[("Content-Type", "application/sdp")],
-            )
-            record.answered_at = self.loop.time()
-            log.info(
-                "call_answered",
-                entry=record.entry,
+            fields.pop("_held", None)
+            session = CallSession(
+                session_id=record.call_id,
+                leg=leg,
+                media=self.media,
+                chan=record.chan,
                 caller=record.caller,
                 dialled=record.dialled,
-                rtp_port=rtp.port,
+                direction="inbound",
+                lang=self.config.media.language,
+                rerouter=self._reroute,
+            )
+            record.session = session
+            try:
+                if fields:
+                    await self.media.request("update", chan=record.chan, **fields)
+                if kind == "echo":
+                    await session.answer()
+                    await self.media.request("echo", chan=record.chan, on=True)
+                    return
+                await self.handlers[kind](session)
+            except SessionEnded:
+                return
+            except MediaError as exc:
+                log.error("media_failed", error=str(exc))
+            except Exception:
+                log.exception("session_handler_failed", entry=kind)
+            if session.state != "ended" and record.handle in self.calls:
+                with contextlib.suppress(Exception):
+                    await session.hangup("normal")
+
+    async def _end_session(
+        self, record: CallRecord, session: CallSession, by: str, outcome: str
+    ) -> None:
+        await session.ended_by_signalling(by, outcome)
+        stats = session.final_stats or {}
+        record.chan = ""
+        if stats:
+            log.info(
+                "call_media",
+                call_id=record.call_id,
+                rtp_in=stats.get("packets_in", 0),
+                rtp_out=stats.get("packets_out", 0),
+                lost=stats.get("lost", 0),
+                jitter_ms=stats.get("jitter_ms", 0.0),
+                peer_fraction_lost=stats.get("peer_fraction_lost", 0.0),
             )
 
-    @staticmethod
-    def _stamp(record: CallRecord, sd: SessionDescription) -> SessionDescription:
-        if record.sdp is None:
-            record.sdp = LocalSession(session_id=str(id(record)))
-        return record.sdp.stamp(sd)
+    async def accept_session(self, session: CallSession, number: str) -> bool:
+        """A session that arrived by another channel (WebRTC): route ``number`` like an INVITE's
+        and run its service. False when no entry point takes it."""
+        entry = self.config.entry_point(number)
+        if entry is None or not (entry.kind == "echo" or entry.kind in self.handlers):
+            return False
+        self.sessions.add(session)
+        self._spawn(self._run_session(session, entry.kind))
+        return True
+
+    async def _run_session(self, session: CallSession, kind: str) -> None:
+        with structlog.contextvars.bound_contextvars(call_id=session.id):
+            log.info(
+                "session_started",
+                channel=session.channel,
+                caller=session.caller,
+                dialled=session.dialled,
+                entry=kind,
+            )
+            try:
+                if kind == "echo":
+                    await session.answer()
+                    await self.media.request("echo", chan=session.chan, on=True)
+                    await session.ended.wait()
+                else:
+                    await self.handlers[kind](session)
+            except SessionEnded:
+                pass
+            except MediaError as exc:
+                log.error("media_failed", error=str(exc))
+            except Exception:
+                log.exception("session_handler_failed", entry=kind)
+            finally:
+                if session.state != "ended":
+                    with contextlib.suppress(Exception):
+                        await session.hangup("normal")
+                self.sessions.discard(session)
+                log.info("session_ended", by=session.ended_by, cause=session.cause)
+
+    async def _close_media(self, record: CallRecord) -> dict[str, Any] | None:
+        chan, record.chan = record.chan, ""
+        if not chan:
+            return None
+        self.media.unsubscribe(chan)
+        with contextlib.suppress(MediaError):
+            reply = await self.media.request("close", chan=chan)
+            return reply.get("stats")
+        return None
+
+    async def _reroute(self, session: CallSession, target: str) -> bool:
+        """Transfer by re-routing: we call ``target`` (an agent, or an IP SIP URI) and bridge."""
+        try:
+            other = await self.originate(target, ring_timeout=30.0)
+        except (LookupError, ValueError) as exc:
+            log.info("transfer_failed", call_id=session.id, target=target, reason=str(exc))
+            return False
+        if other is None:
+            return False
+        if session.state == "ended":
+            await other.hangup("normal")
+            return False
+        await session.bridge(other)
+        return True
 
     def _on_reinvite(self, event: Any) -> None:
         """Hold/unhold or a media change: answer with our same RTP port (RFC 3264 §8)."""
         record = self.calls.get(event.call)
-        if record is None or record.rtp is None:
+        if record is None or record.leg is None:
             self._respond(event.transaction, 488)
             return
         try:
-            if event.sdp:
-                answer = answer_offer(
-                    SessionDescription.parse(event.sdp),
-                    local_ip=self.config.server.public_host,
-                    local_port=record.rtp.port,
-                )
-            else:
-                answer = make_offer(
-                    local_ip=self.config.server.public_host, local_port=record.rtp.port
-                )
+            answer, fields = record.leg.answer_reinvite(event.sdp)
         except (SdpError, NoCommonCodec):
             self._respond(event.transaction, 488)
             return
         self._respond(
             event.transaction,
             200,
-            body=self._stamp(record, answer).to_bytes(),
+            body=answer.to_bytes(),
             headers=[("Content-Type", "application/sdp")],
         )
+        if fields and record.chan:
+            held = bool(fields.pop("_held", False))
+            self._spawn(self._apply_reinvite(record, fields, held))
+
+    async def _apply_reinvite(self, record: CallRecord, fields: dict[str, Any], held: bool) -> None:
+        with contextlib.suppress(MediaError):
+            await self.media.request("update", chan=record.chan, **fields)
+        if record.session is not None:
+            await record.session.remote_hold_changed(held)
 
     def _on_call_ended(self, event: Any) -> None:
         record = self.calls.get(event.call)
@@ -568,8 +760,10 @@ class Gateway:
     def _finish(self, record: CallRecord, outcome: str, *, by: str = "") -> None:
         if self.calls.pop(record.handle, None) is None:
             return
-        if record.rtp is not None:
-            self.rtp.close(record.rtp_key)
+        if record.session is not None:
+            self._spawn(self._end_session(record, record.session, by or "local", outcome))
+        elif record.chan:
+            self._spawn(self._close_media(record))
         record.outcome = outcome
         now = self.loop.time()
         self.metrics.inc(
@@ -587,8 +781,6 @@ class Gateway:
             by=by,
             duration=round(now - record.started, 3),
             talk=talk,
-            rtp_in=record.rtp.counters.packets_in if record.rtp else 0,
-            rtp_out=record.rtp.counters.packets_out if record.rtp else 0,
         )
         if record.done is not None and not record.done.done():
             record.done.set_result(
@@ -596,7 +788,7 @@ class Gateway:
                     "call_id": record.call_id,
                     "outcome": outcome,
                     "talk_seconds": talk,
-                    **record.extra,
+                    **{k: v for k, v in record.extra.items() if not k.startswith("_")},
                 }
             )
 
@@ -681,9 +873,101 @@ class Gateway:
         from_display: str | None = "hotline",
         headers: list[tuple[str, str]] | None = None,
     ) -> dict[str, Any]:
-        rtp_key = f"out-{self.rng.getrandbits(48):x}"
-        rtp = await self.rtp.open(rtp_key, "sink")
-        offer = make_offer(local_ip=self.config.server.public_host, local_port=rtp.port)
+        """Place a call, keep it ``hold_seconds`` once answered, hang up; report how it went."""
+        record, session = await self._originate(
+            uri,
+            dest,
+            transport=transport,
+            to_uri=to_uri,
+            ring_timeout=ring_timeout,
+            extra=extra,
+            from_uri=from_uri,
+            from_display=from_display,
+            headers=headers,
+        )
+        if session is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(session.ended.wait(), hold_seconds)
+            if session.state != "ended":
+                await session.hangup("normal")
+        assert record.done is not None
+        return await asyncio.wait_for(asyncio.shield(record.done), 40)
+
+    async def originate(
+        self, target: str, *, ring_timeout: float = 30.0, caller: str = "hotline"
+    ) -> CallSession | None:
+        """Call an agent (id or extension: their registered phone) or ``sip:user@IP[:port]``;
+        the answered session, or None when nobody answered."""
+        agent = next(
+            (a for a in self.config.agents if target in (a.id, a.extension) and a.id), None
+        )
+        host = self.config.server.public_host
+        if agent is not None and agent.id in self.browser_phones:
+            return await self.browser_phones[agent.id].ring(caller, ring_timeout)
+        if agent is not None:
+            bindings = self.registrar.contacts(agent.id, self.loop.time())
+            if not bindings:
+                raise LookupError(f"agent {agent.id!r} has no registered phone")
+            b = bindings[0]
+            _, session = await self._originate(
+                str(b.contact),
+                b.source,
+                transport=b.transport,
+                to_uri=f"sip:{agent.id}@{host}",
+                ring_timeout=ring_timeout,
+                extra={"agent": agent.id},
+                from_uri=f"sip:{caller}@{host}",
+            )
+            return session
+        uri = parse_uri(target)  # SipParseError (a ValueError) on junk
+        if uri.scheme not in ("sip", "sips"):
+            raise ValueError(f"cannot call {target!r}: only agents and sip: URIs")
+        ipaddress.ip_address(uri.host)  # ValueError for names: we resolve nothing
+        _, session = await self._originate(
+            target,
+            (uri.host, uri.port or 5060),
+            transport="udp",
+            to_uri=target,
+            ring_timeout=ring_timeout,
+            extra={},
+            from_uri=f"sip:{caller}@{host}",
+        )
+        return session
+
+    async def _originate(
+        self,
+        uri: str,
+        dest: tuple[str, int],
+        *,
+        transport: str,
+        to_uri: str,
+        ring_timeout: float,
+        extra: dict[str, Any],
+        from_uri: str | None = None,
+        from_display: str | None = "hotline",
+        headers: list[tuple[str, str]] | None = None,
+    ) -> tuple[CallRecord, CallSession | None]:
+        record = CallRecord(
+            call_id="",
+            direction="outbound",
+            entry="dial",
+            caller="hotline",
+            dialled=uri,
+            started=self.loop.time(),
+            done=self.loop.create_future(),
+            extra=extra,
+        )
+        port = await self._open_media(record)
+        leg = SipLeg(
+            self,
+            None,
+            local_ip=self.config.server.public_host,
+            local_port=port,
+            channel="trunk" if "trunk" in extra else "sip",
+            session_id=str(self.rng.getrandbits(40)),
+        )
+        leg.answered = True
+        offer = leg.local_offer()
         host = self.config.server.public_host
         handle = self.endpoint.invite(
             uri,
@@ -694,31 +978,41 @@ class Gateway:
             sdp=offer.to_bytes(),
             headers=headers or [],
             now=self.loop.time(),
+            transport=transport,
         )
-        record = CallRecord(
-            call_id=getattr(handle, "call_id", ""),
-            direction="outbound",
-            entry="dial",
+        leg.handle = handle
+        record.handle = handle
+        record.call_id = getattr(handle, "call_id", "")
+        record.leg = leg
+        record.extra["_offer"] = offer
+        answered: asyncio.Future[None] = self.loop.create_future()
+        record.extra["_answered"] = answered
+        session = CallSession(
+            session_id=record.call_id,
+            leg=leg,
+            media=self.media,
+            chan=record.chan,
             caller="hotline",
             dialled=uri,
-            started=self.loop.time(),
-            handle=handle,
-            rtp=rtp,
-            rtp_key=rtp_key,
-            done=self.loop.create_future(),
-            extra=extra,
-            hold_seconds=hold_seconds,
+            direction="outbound",
+            lang=self.config.media.language,
+            rerouter=self._reroute,
         )
+        record.session = session
         self.calls[handle] = record
-        assert self.transport is not None
-        self.transport.pump()
+        self._flush()
         assert record.done is not None
-        with contextlib.suppress(TimeoutError):
-            return await asyncio.wait_for(asyncio.shield(record.done), ring_timeout)
-        if record.answered_at is None:
+        waiters: set[asyncio.Future[Any]] = {answered, record.done}
+        finished, _ = await asyncio.wait(
+            waiters, timeout=ring_timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if answered in finished and answered.exception() is None:
+            session.state = "answered"
+            return record, session
+        if not finished:
             self.endpoint.cancel(handle, now=self.loop.time())
-            self.transport.pump()
-        return await asyncio.wait_for(record.done, 40)
+            self._flush()
+        return record, None
 
     def _on_answered(self, event: Any) -> None:
         record = self.calls.get(event.call)
@@ -726,13 +1020,25 @@ class Gateway:
             return
         record.answered_at = self.loop.time()
         log.info("outbound_answered", call_id=record.call_id, dialled=record.dialled)
-        self.loop.call_later(record.hold_seconds, self._hangup, record)
+        self._spawn(self._outbound_media(record, event.sdp))
 
-    def _hangup(self, record: CallRecord) -> None:
-        if record.handle in self.calls:
-            self.endpoint.bye(record.handle, now=self.loop.time())
-            if self.transport is not None:
-                self.transport.pump()
+    async def _outbound_media(self, record: CallRecord, body: bytes) -> None:
+        offer = record.extra.pop("_offer", None)
+        answered = record.extra.pop("_answered", None)
+        try:
+            if offer is not None and body and record.chan:
+                from media_gateway.sip_leg import media_fields
+
+                params = negotiated_media(
+                    offer, SessionDescription.parse(body), local_is_offerer=True
+                )
+                fields = media_fields(params)
+                fields.pop("_held", None)
+                await self.media.request("update", chan=record.chan, **fields)
+        except (SdpError, NoCommonCodec, MediaError) as exc:
+            log.info("outbound_answer_unusable", call_id=record.call_id, reason=str(exc))
+        if answered is not None and not answered.done():
+            answered.set_result(None)
 
     def _on_failed(self, event: Any) -> None:
         record = self.calls.get(event.call)

@@ -117,6 +117,22 @@ class SipConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaConfig:
+    process: bool = True
+    """Run media in its own process (uvloop); false runs it on the signalling loop."""
+    prompts: tuple[str, ...] = ()
+    """Prompt directories searched before the shipped ones (``<dir>/<lang>/<name>.wav``)."""
+    language: str = "en"
+    """Prompt language when a call has none chosen."""
+    music_on_hold: str = "moh"
+    """Prompt name (or spec) played to held callers."""
+    rtp_timeout: float = 0.0
+    """Seconds without RTP before a call is reported (``MediaTimeout``); 0 = off."""
+    recordings_dir: str = ""
+    """Where recordings go; default ``<data_dir>/recordings``."""
+
+
+@dataclass(frozen=True, slots=True)
 class AgentConfig:
     id: str
     """Login name; also the SIP user the softphone registers as."""
@@ -169,6 +185,7 @@ class Config:
     agents: tuple[AgentConfig, ...]
     trunks: tuple[TrunkConfig, ...]
     entry_points: tuple[EntryPoint, ...]
+    media: MediaConfig = field(default_factory=MediaConfig)
     acd_raw: Mapping[str, Any] = field(default_factory=dict)
     """The ``acd`` and ``queues`` sections, validated by ``acd.config``."""
     ivr_raw: Mapping[str, Any] = field(default_factory=dict)
@@ -392,9 +409,11 @@ _TRUNK_KEYS = {
     "withhold_caller_id",
 }
 _ENTRY_KEYS = {"kind", "target", "name"}
+_MEDIA_KEYS = {"process", "prompts", "language", "music_on_hold", "rtp_timeout", "recordings_dir"}
 _TOP_KEYS = {
     "server",
     "sip",
+    "media",
     "agents",
     "trunks",
     "entry_points",
@@ -468,6 +487,22 @@ def _sip(ctx: _Ctx, d: Mapping[str, Any]) -> SipConfig:
         udp_receive_buffer=_int(ctx, d, "udp_receive_buffer", "sip", 4 * 1024 * 1024, lo=65536),
         rtp_port_min=ports[0],
         rtp_port_max=ports[1],
+    )
+
+
+def _media(ctx: _Ctx, d: Mapping[str, Any]) -> MediaConfig:
+    _check_unknown(ctx, d, _MEDIA_KEYS, "media")
+    process = _bool(ctx, d, "process", "media", True)
+    timeout = _float(ctx, d, "rtp_timeout", "media", 0.0, positive=False)
+    if timeout < 0:
+        raise ctx.error("media.rtp_timeout", f"expected seconds >= 0, got {timeout!r}")
+    return MediaConfig(
+        process=process,
+        prompts=_str_list(ctx, d, "prompts", "media") or (),
+        language=_str(ctx, d, "language", "media", "en"),
+        music_on_hold=_str(ctx, d, "music_on_hold", "media", "moh"),
+        rtp_timeout=timeout,
+        recordings_dir=_str(ctx, d, "recordings_dir", "media", ""),
     )
 
 
@@ -587,6 +622,7 @@ def parse_config(text: str, *, file: str = "<config>") -> Config:
         source=file,
         server=_server(ctx, _table(ctx, data, "server")),
         sip=_sip(ctx, _table(ctx, data, "sip")),
+        media=_media(ctx, _table(ctx, data, "media")),
         agents=_agents(ctx, data.get("agents", [])),
         trunks=_trunks(ctx, data.get("trunks", [])),
         entry_points=_entry_points(ctx, _table(ctx, data, "entry_points")),

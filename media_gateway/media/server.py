@@ -17,6 +17,7 @@ sent to the address the peer's packets come from or the one its SDP named (an IP
 from __future__ import annotations
 
 import argparse
+import importlib
 import asyncio
 import contextlib
 import ipaddress
@@ -27,7 +28,7 @@ import resource
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,34 @@ import numpy as np
 from media_gateway.audio import tones
 from media_gateway.audio.wav import read_wav, write_wav
 from media_gateway.media.engine import PTIME, RATE, Channel, MediaEngine, MediaError, Samples
-from media_gateway.rtp_echo import RtpPortAllocator
 
 EventSink = Callable[[dict[str, Any]], None]
 SampleSink = Callable[[Samples], None]
+
+
+class RtpPortAllocator:
+    """Hands out even RTP ports from ``[low, high)`` round-robin; RTCP is port + 1."""
+
+    def __init__(self, low: int, high: int) -> None:
+        self.low = low + (low % 2)
+        self.high = high
+        self._next = self.low
+        self.in_use: set[int] = set()
+
+    def take(self) -> int:
+        span = (self.high - self.low) // 2
+        for _ in range(span):
+            port = self._next
+            self._next += 2
+            if self._next >= self.high - 1:
+                self._next = self.low
+            if port not in self.in_use:
+                self.in_use.add(port)
+                return port
+        raise RuntimeError("no free RTP port in the configured range")
+
+    def release(self, port: int) -> None:
+        self.in_use.discard(port)
 
 
 class _RtpProtocol(asyncio.DatagramProtocol):
@@ -107,6 +132,11 @@ class MediaServer:
         self._catalogue: Any = None
         self.late_ticks = 0
         self.write_tasks: set[asyncio.Task[None]] = set()
+        self.extra_ops: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {}
+        """Operations added by plug-ins (``webrtc_peer.install`` adds WebRTC legs)."""
+        self.close_hooks: list[Callable[[str], None]] = []
+        """Called with a channel id when it closes (plug-ins drop their per-channel state)."""
+        _install_plugins(self)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -206,6 +236,8 @@ class MediaServer:
         """Carry out one request; returns the reply fields (raises MediaError on bad input)."""
         op = req.get("op")
         method = getattr(self, f"op_{op}", None) if isinstance(op, str) else None
+        if method is None and isinstance(op, str):
+            method = self.extra_ops.get(op)
         if method is None:
             raise MediaError(f"unknown operation {op!r}")
         result = await method(req)
@@ -284,6 +316,8 @@ class MediaServer:
             ports.rtcp.close()
             self.ports.release(ports.port)
         self.sample_sinks.pop(chan_id, None)
+        for hook in self.close_hooks:
+            hook(chan_id)
         return stats
 
     async def op_play(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -400,6 +434,15 @@ class MediaServer:
 
     def channel(self, chan_id: str) -> Channel:
         return self.engine.get(chan_id)
+
+
+def _install_plugins(server: MediaServer) -> None:
+    """Optional legs: WebRTC when aiortc is importable."""
+    try:
+        plugin = importlib.import_module("media_gateway.media.webrtc_peer")
+    except ImportError:
+        return
+    plugin.install(server)
 
 
 def _remote(value: Any) -> tuple[str, int] | None:

@@ -309,7 +309,9 @@ class SipEndpoint:
         for tx in (*self._server_tx.values(), *self._client_tx.values()):
             if len(out) >= limit:
                 break
-            out.append(f"{tx.kind} {tx.method} {tx.state.value} {tx.request.headers.get('Call-ID')}")
+            out.append(
+                f"{tx.kind} {tx.method} {tx.state.value} {tx.request.headers.get('Call-ID')}"
+            )
         return out
 
     def unanswered_server_transactions(self) -> int:

@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,6 +123,18 @@ def test_baresip_echo_test_returns_its_audio(server: Server, tmp_path: Path) -> 
         if line.get("event") == "call_ended" and line.get("entry") == "echo"
     ]
     assert len(ended) == 1, server.log_path.read_text()[-3000:]
+    media = _wait_for_line(server, "call_media", ended[0]["call_id"])
     # About 50 packets/s for the few seconds the call lasted, every one sent back.
-    assert ended[0]["rtp_in"] >= 50
-    assert ended[0]["rtp_out"] == ended[0]["rtp_in"]
+    assert media["rtp_in"] >= 50
+    assert media["rtp_out"] == media["rtp_in"]
+    assert media["lost"] == 0
+
+
+def _wait_for_line(server: Server, event: str, call_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 5
+    while True:
+        for line in server.log_lines():
+            if line.get("event") == event and line.get("call_id") == call_id:
+                return line
+        assert time.monotonic() < deadline, server.log_path.read_text()[-3000:]
+        time.sleep(0.1)
