@@ -17,9 +17,9 @@ sent to the address the peer's packets come from or the one its SDP named (an IP
 from __future__ import annotations
 
 import argparse
-import importlib
 import asyncio
 import contextlib
+import importlib
 import ipaddress
 import json
 import os
