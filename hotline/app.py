@@ -601,6 +601,7 @@ class Gateway:
                 local_port=port,
                 channel="trunk" if record.extra.get("route", "").startswith("trunk:") else "sip",
                 session_id=str(self.rng.getrandbits(40)),
+                sip_port=self.config.server.sip_port,
             )
             record.leg = leg
             try:
@@ -965,6 +966,7 @@ class Gateway:
             local_port=port,
             channel="trunk" if "trunk" in extra else "sip",
             session_id=str(self.rng.getrandbits(40)),
+            sip_port=self.config.server.sip_port,
         )
         leg.answered = True
         offer = leg.local_offer()

@@ -26,6 +26,7 @@ from media_gateway.sdp.session import SdpError, SessionDescription
 from media_gateway.session import CallSession
 from media_gateway.sip.endpoint import SipEndpoint
 from media_gateway.sip.errors import TransactionError
+from media_gateway.sip.headers import format_hostport
 
 _MIRROR = {
     "sendrecv": "sendrecv",
@@ -83,8 +84,10 @@ class SipLeg:
         local_port: int,
         channel: str = "sip",
         session_id: str = "0",
+        sip_port: int = 5060,
     ) -> None:
         self.side = side
+        self.sip_hostport = format_hostport(local_ip, sip_port)
         self.handle = handle
         self.channel = channel
         self.local_ip = local_ip
@@ -182,7 +185,7 @@ class SipLeg:
         uri = (
             target
             if target.startswith(("sip:", "sips:", "tel:"))
-            else f"sip:{target}@{self.local_ip}"
+            else f"sip:{target}@{self.sip_hostport}"
         )
         loop = self.side.loop
         try:

@@ -1,0 +1,233 @@
+"""CallSession against baresip, a real softphone: hold with music, blind transfer by REFER,
+transfer by re-routing, and a bridge between two softphones.
+
+The Gateway runs in the test's loop (media in its own process), so a test can install the
+service an entry point runs and watch what the session sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hotline.app import Gateway
+from hotline.config import parse_config
+from media_gateway.audio.tones import tone
+from media_gateway.audio.wav import write_wav
+from media_gateway.session import CallSession
+from tests.interop.harness import free_port
+
+pytestmark = pytest.mark.interop
+
+CONFIG = """
+[server]
+sip = "127.0.0.1:{sip}"
+http = "127.0.0.1:{http}"
+data_dir = "{data}"
+
+[sip]
+rtp_ports = [33000, 33998]
+
+[media]
+process = true
+
+[[agents]]
+id = "alice"
+password = "alice-demo-1"
+extension = "2001"
+
+[[agents]]
+id = "bob"
+password = "bob-demo-1"
+extension = "2002"
+
+[entry_points]
+"1000" = {{ kind = "hotline" }}
+"*43" = {{ kind = "echo" }}
+"""
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+    text = CONFIG.format(sip=free_port(), http=free_port(), data=tmp_path / "data")
+    gw = Gateway(parse_config(text))
+    await gw.start()
+    try:
+        yield gw
+    finally:
+        await gw.stop()
+
+
+async def _baresip(
+    tmp: Path, gw: Gateway, user: str, commands: list[str], seconds: int
+) -> asyncio.subprocess.Process:
+    binary = shutil.which("baresip")
+    assert binary, "baresip is not installed: run scripts/bootstrap --test"
+    conf = tmp / f"baresip-{user}"
+    conf.mkdir()
+    source = conf / "mic.wav"
+    write_wav(source, tone([440.0], float(seconds)))
+    sip_port = gw.config.server.sip_port
+    password = {"alice": "alice-demo-1", "bob": "bob-demo-1"}[user]
+    (conf / "accounts").write_text(
+        f"<sip:{user}@127.0.0.1:{sip_port};transport=udp>;auth_pass={password};"
+        f"regint=120;answermode=auto;audio_codecs=PCMU,PCMA\n"
+    )
+    (conf / "config").write_text(
+        "\n".join(
+            [
+                "poll_method epoll",
+                f"sip_listen 127.0.0.1:{free_port()}",
+                "net_interface 127.0.0.1",
+                "audio_player aufile,/dev/null",
+                f"audio_source aufile,{source}",
+                "audio_alert aufile,/dev/null",
+                "rtp_ports 41000-41999",
+                "module_path /usr/lib/baresip/modules",
+                "module g711.so",
+                "module aufile.so",
+                "module_app account.so",
+                "module_app menu.so",
+                "",
+            ]
+        )
+    )
+    cmd = [binary, "-f", str(conf), "-t", str(seconds)]
+    for c in commands:
+        cmd += ["-e", c]
+    return await asyncio.create_subprocess_exec(
+        *cmd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        stdin=asyncio.subprocess.DEVNULL,
+    )
+
+
+async def _finish(proc: asyncio.subprocess.Process) -> str:
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 40)
+    except TimeoutError:
+        proc.kill()
+        out, _ = await proc.communicate()
+    return out.decode("utf-8", "replace")
+
+
+async def _registered(gw: Gateway, user: str) -> None:
+    async with asyncio.timeout(15):
+        while not gw.registrar.contacts(user, gw.loop.time()):
+            await asyncio.sleep(0.1)
+
+
+async def test_hold_plays_music_to_the_softphone_and_unhold_restores_the_call(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    seen: dict[str, Any] = {}
+    done = asyncio.Event()
+
+    async def service(session: CallSession) -> None:
+        await session.answer()
+        await asyncio.sleep(1.0)
+        await session.hold()
+        await asyncio.sleep(1.5)
+        seen["held_stats"] = await session.stats()
+        await session.unhold()
+        await asyncio.sleep(1.0)
+        with contextlib.suppress(Exception):
+            seen["after"] = await session.stats()
+        done.set()
+        await session.hangup()
+
+    gateway.handlers["hotline"] = service
+    port = gateway.config.server.sip_port
+    phone = await _baresip(tmp_path, gateway, "alice", [f"/dial sip:1000@127.0.0.1:{port}"], 8)
+    async with asyncio.timeout(30):
+        await done.wait()
+    out = await _finish(phone)
+    assert "Call established" in out, out[-2000:]
+    # While held the phone was told we only send (it answered the re-INVITE), and heard music.
+    assert seen["held_stats"]["packets_out"] > 40, seen
+    assert seen["after"]["packets_in"] > seen["held_stats"]["packets_in"], seen
+
+
+async def test_blind_transfer_by_refer_sends_the_softphone_to_the_echo_test(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    result: dict[str, Any] = {}
+    echo_calls: list[str] = []
+
+    async def service(session: CallSession) -> None:
+        await session.answer()
+        await asyncio.sleep(0.5)
+        result["transferred"] = await session.transfer("*43", mode="refer")
+        result["state"] = session.state
+        result["cause"] = session.cause
+
+    gateway.handlers["hotline"] = service
+    port = gateway.config.server.sip_port
+    phone = await _baresip(tmp_path, gateway, "alice", [f"/dial sip:1000@127.0.0.1:{port}"], 8)
+
+    async def watch_echo() -> None:
+        while True:
+            for record in list(gateway.calls.values()):
+                if record.entry == "echo" and record.call_id not in echo_calls:
+                    echo_calls.append(record.call_id)
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.create_task(watch_echo())
+    try:
+        async with asyncio.timeout(30):
+            while "transferred" not in result or not echo_calls:
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        out = await _finish(phone)
+        raise AssertionError((result, echo_calls, out[-3000:])) from None
+    finally:
+        watcher.cancel()
+    out = await _finish(phone)
+    assert result["transferred"] is True, (result, out[-2000:])
+    assert result["state"] == "ended" and result["cause"] == "transferred"
+    assert echo_calls, "the phone never called the transfer target"
+
+
+async def test_transfer_by_rerouting_bridges_the_caller_to_an_agents_softphone(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    result: dict[str, Any] = {}
+
+    async def service(session: CallSession) -> None:
+        await session.answer()
+        result["transferred"] = await session.transfer("bob", mode="reroute")
+        peer = session.bridged_to
+        result["peer"] = peer
+        await asyncio.sleep(2.0)
+        result["caller_stats"] = await session.stats()
+        if peer is not None:
+            result["agent_stats"] = await peer.stats()
+            await peer.hangup()
+        await session.hangup()
+
+    gateway.handlers["hotline"] = service
+    agent = await _baresip(tmp_path, gateway, "bob", [], 12)
+    await _registered(gateway, "bob")
+    port = gateway.config.server.sip_port
+    caller = await _baresip(tmp_path, gateway, "alice", [f"/dial sip:1000@127.0.0.1:{port}"], 8)
+    async with asyncio.timeout(30):
+        while ("agent_stats" not in result and "transferred" not in result) or (
+            result.get("transferred") and "agent_stats" not in result
+        ):
+            await asyncio.sleep(0.1)
+    await _finish(caller)
+    agent.terminate()
+    await _finish(agent)
+    assert result["transferred"] is True, result
+    # Media flowed both ways through the bridge: what each phone sent went to the other.
+    assert result["caller_stats"]["packets_in"] > 50, result
+    assert result["agent_stats"]["packets_in"] > 50, result
+    assert result["caller_stats"]["packets_out"] > 50, result
+    assert result["agent_stats"]["packets_out"] > 50, result
