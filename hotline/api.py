@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from media_gateway.webrtc import add_routes
+
 if TYPE_CHECKING:
     from hotline.app import Gateway
 
@@ -83,4 +85,5 @@ def build_app(gateway: Gateway) -> web.Application:
     app.router.add_get("/api/trunks", trunks)
     app.router.add_post("/api/dial", dial)
     app.router.add_get("/api/debug/sip", debug_sip)
+    add_routes(app, gateway)
     return app
