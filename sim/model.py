@@ -130,6 +130,17 @@ def run_replication(
     return _Run(scenario, streams, callers, engine, replication, trace).run()
 
 
+def _add_area(area: list[float], width: float, n_int: int, q: int, last: float, t: float) -> None:
+    """Add ``q`` callers waiting over ``[last, t)`` to the per-interval queue-length integrals."""
+    k = int(last // width)
+    a = last
+    while a < t and k < n_int:
+        end = min(t, (k + 1) * width)
+        area[k] += q * (end - a)
+        a = end
+        k += 1
+
+
 class _Run:
     def __init__(
         self,
@@ -273,102 +284,6 @@ class _Run:
         self.wait_total += w
         self.outcome[i] = outcome
 
-    # --- engine ---------------------------------------------------------------------------
-
-    def feed(self, ev: Event) -> None:
-        """Hand ``ev`` to the engine, carry out its actions, and any follow-ups they cause."""
-        pending = self.pending
-        pending.append(ev)
-        handle = self.engine.handle
-        trace = self.trace
-        agent_index = self.agent_index
-        ring_call = self.ring_call
-        ring_token = self.ring_token
-        busy_state = self.busy_state
-        t = self.now
-        k = 0
-        while k < len(pending):
-            e = pending[k]
-            k += 1
-            actions: list[Any] = handle(e)  # dispatched on the exact type below
-            self.engine_calls += 1
-            if trace is not None:
-                trace.append((e.at, e, list(actions)))
-            for act in actions:
-                tp = type(act)
-                if tp is OfferCall:
-                    # ring the agent: answered (now or later) or rings out
-                    i = int(act.call_id)
-                    j = agent_index[act.agent_id]
-                    if self.entry[i] == t and self.waited[i]:
-                        self.waited[i] = False
-                    self.seq += 1
-                    token = self.seq
-                    ring_token[j] = token
-                    ring_call[j] = i
-                    if busy_state[j] == 0:
-                        if self.on_shift[j] and not self.paused[j]:
-                            busy_state[j] = 1  # staffed either way: only the busy span starts
-                            self.busy_since[j] = t
-                        else:
-                            self._agent_state(j, t, 1)
-                    p = self.rona_p[j]
-                    if p > 0.0 and self.rona_u[j].next() < p:
-                        continue  # rings out: the engine's ring timeout withdraws the offer
-                    if self.answer_zero[j]:
-                        pending.append(_new(OfferAnswered, (t, act.call_id, act.agent_id)))
-                        continue
-                    delay = self.answer[j].next()
-                    if delay < act.ring_timeout:
-                        heapq.heappush(self.heap, (t + delay, token, _ANSWER, i, j))
-                elif tp is BridgeCall:
-                    i = int(act.call_id)
-                    j = agent_index[act.agent_id]
-                    if self.waiting_flag[i]:  # _leave_queue(i, t, ANSWERED), inlined
-                        self.waiting_flag[i] = 0
-                        if self.n_waiting and t > self.q_last:
-                            self._queue_change(t, -1)
-                        else:  # no area to add
-                            self.q_last = t
-                            self.n_waiting -= 1
-                        w = t - self.entry[i]
-                        self.wait[i] = w
-                        self.wait_total += w
-                        self.outcome[i] = ANSWERED
-                    self.agent_of[i] = j
-                    self.bridge_queue[i] = act.queue
-                    ring_token[j] = -1
-                    ring_call[j] = -1
-                    if busy_state[j]:
-                        busy_state[j] = 2  # reserved -> on call: still busy
-                    else:
-                        self._agent_state(j, t, 2)
-                    self.in_call += 1
-                    self.seq += 1
-                    heapq.heappush(self.heap, (t + self.handle[i], self.seq, _HANGUP, i, j))
-                elif tp is CancelOffer:
-                    j = agent_index[act.agent_id]
-                    if ring_call[j] == int(act.call_id):
-                        ring_token[j] = -1
-                        ring_call[j] = -1
-                        if busy_state[j] == 1:
-                            self._agent_state(j, t, 0)
-                elif tp is SendToVoicemail:
-                    self._leave_queue(int(act.call_id), t, VOICEMAIL)
-                elif tp is RejectCall:
-                    self._leave_queue(int(act.call_id), t, REJECTED)
-                elif tp is PauseAgent:
-                    j = agent_index[act.agent_id]
-                    self.paused[j] = True
-                    self._staffing(j, t)
-                    if act.reason == "rona":
-                        self.push(t + self.rona_ready[j], _RONA_READY, j)
-        pending.clear()
-        d = self.engine.next_deadline()
-        if d is not None and d < self.tick_at:
-            self.tick_at = d
-            self.push(max(d, t), _TICK)
-
     # --- run ------------------------------------------------------------------------------
 
     def _schedule_roster(self) -> None:
@@ -384,117 +299,302 @@ class _Run:
                     self.push(start + b.seconds, _READY, j)
 
     def run(self) -> RunResult:
+        """The event loop, in one function: the per-caller state lives in lists bound to locals
+        and the clock, counters and queue integrals in local variables (written back at the
+        end), because attribute and method lookups were most of the simulator's own cost. Each
+        iteration takes the next arrival or heap entry, turns it into at most one engine event,
+        feeds it to the engine (with the follow-ups the actions cause, e.g. an immediate
+        answer) and re-arms the single pending tick at ``engine.next_deadline()``."""
         self._schedule_roster()
         heap = self.heap
-        pop = heapq.heappop
+        hpush = heapq.heappush
+        hpop = heapq.heappop
         entry = self.entry
         n = len(entry)
         nxt = 0
         inf = math.inf
-        next_entry = entry[0] if n else math.inf
+        next_entry = entry[0] if n else inf
         horizon = self.window[1]
-        drain = self.scenario.simulation.drain
-        stop_at = horizon + self.scenario.simulation.max_drain_hours * 3600.0 if drain else horizon
+        sim = self.scenario.simulation
+        drain = sim.drain
+        stop_at = horizon + sim.max_drain_hours * 3600.0 if drain else horizon
         agents = self.agents
         queues = self.call_queue
         cids = [str(i) for i in range(n)]  # the engine's call ids (CallId is a plain str)
+        handle = self.engine.handle
+        next_deadline = self.engine.next_deadline
+        trace = self.trace
+        agent_index = self.agent_index
         waiting_flag = self.waiting_flag
         patience = self.patience
+        handle_time = self.handle
+        source = self.source
         src_priority = self.src_priority
         src_skills = self.src_skills
-        new = _new
+        waited = self.waited
+        wait = self.wait
+        outcome = self.outcome
+        agent_of = self.agent_of
+        bridge_queue = self.bridge_queue
+        ring_token = self.ring_token
+        ring_call = self.ring_call
         busy_state = self.busy_state
         busy_since = self.busy_since
-        add = self.accounts.add
+        on_shift = self.on_shift
+        paused = self.paused
+        rona_p = self.rona_p
+        rona_u = self.rona_u
+        rona_ready = self.rona_ready
+        answer_zero = self.answer_zero
+        answer = self.answer
+        wrap_of = self.wrap
+        accounts = self.accounts
+        lo, hi, width = accounts.lo, accounts.hi, accounts.width
+        busy_total = accounts.busy
+        busy_rows = accounts.busy_by_interval
+        queue_area = self.queue_area
+        n_int = self.n_intervals
+        agent_state = self._agent_state
+        staffing = self._staffing
+        new = _new
         # CallArrived's remaining fields at their defaults (caller, data, enqueued_at, kind)
         tail = tuple(CallArrived._field_defaults[f] for f in CallArrived._fields[5:])
+        pending: list[Any] = []
+        # the scalars of the run, as locals (written back to ``self`` after the loop)
+        seq = self.seq
+        now = self.now
+        n_waiting = self.n_waiting
+        q_last = self.q_last
+        area_total = self.queue_area_total
+        wait_total = self.wait_total
+        in_call = self.in_call
+        tick_at = self.tick_at
+        events = self.events
+        engine_calls = self.engine_calls
         while True:
+            arrived = -1
             t_heap = heap[0][0] if heap else inf
             if next_entry <= t_heap:
                 t = next_entry
                 if t >= stop_at:
                     break
-                self.now = t
-                self.events += 1
-                i = nxt
+                now = t
+                events += 1
+                i = arrived = nxt
                 nxt += 1
                 next_entry = entry[nxt] if nxt < n else inf
                 waiting_flag[i] = 1
-                if self.n_waiting and t > self.q_last:
-                    self._queue_change(t, +1)
-                else:  # no area to add
-                    self.q_last = t
-                    self.n_waiting += 1
-                s = self.source[i]
-                self.feed(
-                    new(CallArrived, (t, cids[i], queues[i], src_priority[s], src_skills[s], *tail))
+                if n_waiting and t > q_last:  # the queue-length integral up to t
+                    area_total += n_waiting * (t - q_last)
+                    _add_area(queue_area, width, n_int, n_waiting, q_last, t)
+                q_last = t
+                n_waiting += 1
+                s = source[i]
+                ev: Any = new(
+                    CallArrived, (t, cids[i], queues[i], src_priority[s], src_skills[s], *tail)
                 )
-                # answered at once (the common case) needs no abandonment event
-                if waiting_flag[i]:
-                    pat = patience[i]
-                    if pat < inf:
-                        self.push(t + pat, _ABANDON, i)
-                continue
-            if t_heap == inf or t_heap >= stop_at:
-                break
-            if (
-                nxt >= n
-                and drain
-                and t_heap >= horizon
-                and self.n_waiting == 0
-                and self.in_call == 0
-            ):
-                break
-            t, seq, kind, a, b = pop(heap)
-            self.now = t
-            self.events += 1
-            if kind == _HANGUP:
-                self.in_call -= 1
-                wrap = self.wrap[b][self.bridge_queue[a]]
-                if wrap > 0 and self.on_shift[b]:
-                    if busy_state[b]:
-                        busy_state[b] = 3  # on call -> wrap-up: still busy
+            else:
+                if t_heap == inf or t_heap >= stop_at:
+                    break
+                if nxt >= n and drain and t_heap >= horizon and n_waiting == 0 and in_call == 0:
+                    break
+                t, token, kind, a, b = hpop(heap)
+                now = t
+                events += 1
+                if kind == _HANGUP:
+                    in_call -= 1
+                    wrap = wrap_of[b][bridge_queue[a]]
+                    if wrap > 0 and on_shift[b]:
+                        if busy_state[b]:
+                            busy_state[b] = 3  # on call -> wrap-up: still busy
+                        else:
+                            agent_state(b, t, 3)
+                        seq += 1
+                        hpush(heap, (t + wrap, seq, _WRAP_END, b, 0))
+                    elif busy_state[b]:  # _agent_state(b, t, 0), inlined: the busy span ends
+                        busy_state[b] = 0
+                        # _Accounts.add(True, b, busy_since[b], t), inlined
+                        x = busy_since[b]
+                        y = t
+                        if x < lo:
+                            x = lo
+                        if y > hi:
+                            y = hi
+                        if y > x:
+                            busy_total[b] += y - x
+                            row = busy_rows[b]
+                            k = int(x // width)
+                            while x < y:
+                                end = (k + 1) * width
+                                if end > y:
+                                    end = y
+                                row[k] += end - x
+                                x = end
+                                k += 1
+                        if not on_shift[b] or paused[b]:
+                            staffing(b, t)
+                    ev = new(CallEnded, (t, cids[a]))
+                elif kind == _ANSWER:
+                    if ring_token[b] == token and waiting_flag[a]:
+                        ev = new(OfferAnswered, (t, cids[a], agents[b]))
                     else:
-                        self._agent_state(b, t, 3)
-                    self.push(t + wrap, _WRAP_END, b)
-                elif busy_state[b]:  # _agent_state(b, t, 0), inlined: the busy span ends
-                    busy_state[b] = 0
-                    add(True, b, busy_since[b], t)
-                    if not self.on_shift[b] or self.paused[b]:
-                        self._staffing(b, t)
-                self.feed(new(CallEnded, (t, cids[a])))
-            elif kind == _ANSWER:
-                if self.ring_token[b] == seq and self.waiting_flag[a]:
-                    self.feed(new(OfferAnswered, (t, cids[a], agents[b])))
-            elif kind == _TICK:
-                if t == self.tick_at:
-                    self.tick_at = inf
-                    self.feed(Tick(at=t))
-            elif kind == _ABANDON:
-                if self.waiting_flag[a]:
-                    self._leave_queue(a, t, ABANDONED)
-                    self.feed(CallAbandoned(t, cids[a]))
-            elif kind == _WRAP_END:
-                if self.busy_state[a] == 3:
-                    self._agent_state(a, t, 0)
-            elif kind == _LOGIN:
-                self.on_shift[a] = True
-                self.paused[a] = False
-                self._staffing(a, t)
-                self.feed(AgentLoggedIn(at=t, agent_id=AgentId(agents[a])))
-            elif kind == _LOGOUT:
-                self.on_shift[a] = False
-                self._staffing(a, t)
-                self.feed(AgentLoggedOut(at=t, agent_id=AgentId(agents[a])))
-            elif kind == _BREAK:
-                if self.on_shift[a]:
-                    self.paused[a] = True
-                    self._staffing(a, t)
-                    self.feed(AgentPaused(at=t, agent_id=AgentId(agents[a]), reason="break"))
-            elif kind in (_READY, _RONA_READY) and self.on_shift[a] and self.paused[a]:
-                self.paused[a] = False
-                self._staffing(a, t)
-                self.feed(AgentReady(at=t, agent_id=AgentId(agents[a])))
+                        continue
+                elif kind == _TICK:
+                    if t == tick_at:
+                        tick_at = inf
+                        ev = new(Tick, (t,))
+                    else:
+                        continue
+                elif kind == _ABANDON:
+                    if waiting_flag[a]:  # _leave_queue(a, t, ABANDONED), inlined
+                        waiting_flag[a] = 0
+                        if n_waiting and t > q_last:
+                            area_total += n_waiting * (t - q_last)
+                            _add_area(queue_area, width, n_int, n_waiting, q_last, t)
+                        q_last = t
+                        n_waiting -= 1
+                        w = t - entry[a]
+                        wait[a] = w
+                        wait_total += w
+                        outcome[a] = ABANDONED
+                        ev = new(CallAbandoned, (t, cids[a]))
+                    else:
+                        continue
+                elif kind == _WRAP_END:
+                    if busy_state[a] == 3:
+                        agent_state(a, t, 0)
+                    continue
+                elif kind == _LOGIN:
+                    on_shift[a] = True
+                    paused[a] = False
+                    staffing(a, t)
+                    ev = AgentLoggedIn(at=t, agent_id=AgentId(agents[a]))
+                elif kind == _LOGOUT:
+                    on_shift[a] = False
+                    staffing(a, t)
+                    ev = AgentLoggedOut(at=t, agent_id=AgentId(agents[a]))
+                elif kind == _BREAK:
+                    if not on_shift[a]:
+                        continue
+                    paused[a] = True
+                    staffing(a, t)
+                    ev = AgentPaused(at=t, agent_id=AgentId(agents[a]), reason="break")
+                elif kind in (_READY, _RONA_READY) and on_shift[a] and paused[a]:
+                    paused[a] = False
+                    staffing(a, t)
+                    ev = AgentReady(at=t, agent_id=AgentId(agents[a]))
+                else:
+                    continue
+            # --- feed ``ev`` to the engine, carry out its actions and the follow-ups they cause
+            pending.append(ev)
+            p_next = 0
+            while p_next < len(pending):
+                e = pending[p_next]
+                p_next += 1
+                actions: list[Any] = handle(e)  # dispatched on the exact type below
+                engine_calls += 1
+                if trace is not None:
+                    trace.append((e.at, e, list(actions)))
+                for act in actions:
+                    tp = type(act)
+                    if tp is OfferCall:
+                        # ring the agent: answered (now or later) or rings out
+                        i = int(act[0])
+                        j = agent_index[act[1]]
+                        if entry[i] == t and waited[i]:
+                            waited[i] = False
+                        seq += 1
+                        ring_token[j] = seq
+                        ring_call[j] = i
+                        if busy_state[j] == 0:
+                            if on_shift[j] and not paused[j]:
+                                busy_state[j] = 1  # staffed either way: only the busy span starts
+                                busy_since[j] = t
+                            else:
+                                agent_state(j, t, 1)
+                        p = rona_p[j]
+                        if p > 0.0 and rona_u[j].next() < p:
+                            continue  # rings out: the engine's ring timeout withdraws the offer
+                        if answer_zero[j]:
+                            pending.append(new(OfferAnswered, (t, act[0], act[1])))
+                            continue
+                        delay = answer[j].next()
+                        if delay < act[3]:
+                            hpush(heap, (t + delay, seq, _ANSWER, i, j))
+                    elif tp is BridgeCall:
+                        i = int(act[0])
+                        j = agent_index[act[1]]
+                        if waiting_flag[i]:  # _leave_queue(i, t, ANSWERED), inlined
+                            waiting_flag[i] = 0
+                            if n_waiting and t > q_last:
+                                area_total += n_waiting * (t - q_last)
+                                _add_area(queue_area, width, n_int, n_waiting, q_last, t)
+                            q_last = t
+                            n_waiting -= 1
+                            w = t - entry[i]
+                            wait[i] = w
+                            wait_total += w
+                            outcome[i] = ANSWERED
+                        agent_of[i] = j
+                        bridge_queue[i] = act[2]
+                        ring_token[j] = -1
+                        ring_call[j] = -1
+                        if busy_state[j]:
+                            busy_state[j] = 2  # reserved -> on call: still busy
+                        else:
+                            agent_state(j, t, 2)
+                        in_call += 1
+                        seq += 1
+                        hpush(heap, (t + handle_time[i], seq, _HANGUP, i, j))
+                    elif tp is CancelOffer:
+                        j = agent_index[act.agent_id]
+                        if ring_call[j] == int(act.call_id):
+                            ring_token[j] = -1
+                            ring_call[j] = -1
+                            if busy_state[j] == 1:
+                                agent_state(j, t, 0)
+                    elif tp is SendToVoicemail or tp is RejectCall:
+                        i = int(act.call_id)
+                        if waiting_flag[i]:  # _leave_queue(i, t, ...), inlined
+                            waiting_flag[i] = 0
+                            if n_waiting and t > q_last:
+                                area_total += n_waiting * (t - q_last)
+                                _add_area(queue_area, width, n_int, n_waiting, q_last, t)
+                            q_last = t
+                            n_waiting -= 1
+                            w = t - entry[i]
+                            wait[i] = w
+                            wait_total += w
+                            outcome[i] = VOICEMAIL if tp is SendToVoicemail else REJECTED
+                    elif tp is PauseAgent:
+                        j = agent_index[act.agent_id]
+                        paused[j] = True
+                        staffing(j, t)
+                        if act.reason == "rona":
+                            seq += 1
+                            hpush(heap, (t + rona_ready[j], seq, _RONA_READY, j, 0))
+            pending.clear()
+            d = next_deadline()
+            if d is not None and d < tick_at:
+                tick_at = d
+                seq += 1
+                hpush(heap, (d if d > t else t, seq, _TICK, 0, 0))
+            # a caller answered at once (the common case) needs no abandonment event
+            if arrived >= 0 and waiting_flag[arrived]:
+                pat = patience[arrived]
+                if pat < inf:
+                    seq += 1
+                    hpush(heap, (t + pat, seq, _ABANDON, arrived, 0))
+        self.seq = seq
+        self.now = now
+        self.n_waiting = n_waiting
+        self.q_last = q_last
+        self.queue_area_total = area_total
+        self.wait_total = wait_total
+        self.in_call = in_call
+        self.tick_at = tick_at
+        self.events = events
+        self.engine_calls = engine_calls
         end = self.now
         self._queue_change(end, 0)
         for j in range(len(agents)):
