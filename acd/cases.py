@@ -26,6 +26,8 @@ EVENT_KINDS: Final[frozenset[str]] = frozenset(
         "opened",
         "entered",
         "ivr_input",
+        "ivr_set",
+        "ivr_branch",
         "queued",
         "offered",
         "rona",

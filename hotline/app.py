@@ -154,6 +154,8 @@ class Gateway:
         self.handlers: dict[str, SessionHandler] = {"hotline": default_hotline_flow}
         """Entry-point kind -> the service that runs an inbound session (the IVR plugs in here)."""
         self._chan_seq = 0
+        self.device_listeners: list[Callable[[str, bool], None]] = []
+        """Called with (agent, registered) when an agent's first phone registers or the last goes."""
         self.browser_phones: dict[str, BrowserPhone] = {}
         """Agents whose browser is connected as their phone (WebRTC), by agent id."""
         self.sessions: set[CallSession] = set()
@@ -373,6 +375,13 @@ class Gateway:
             else:
                 self._on_trunk_timeout(event)
 
+    def _device_changed(self, agent: str, present: bool) -> None:
+        for listener in self.device_listeners:
+            try:
+                listener(agent, present)
+            except Exception:
+                log.exception("device_listener_failed", agent=agent)
+
     def _leg_request_done(self, tx: Any, status: int) -> bool:
         """A response to a leg's in-dialog request (REFER): True when a leg owned it."""
         for record in self.calls.values():
@@ -506,6 +515,7 @@ class Gateway:
         self.metrics.inc("hotline_registrations_total", outcome=str(reg.status))
         for change in reg.changes:
             log.info("device_registration", agent=change.user, change=str(change))
+            self._device_changed(change.user, change.kind == "registered")
         self._respond(tx, reg.status, headers=headers)
 
     # -- INVITE: the service switch ----------------------------------------------------------
@@ -622,7 +632,7 @@ class Gateway:
                 dialled=record.dialled,
                 direction="inbound",
                 lang=self.config.media.language,
-                rerouter=self._reroute,
+                rerouter=self.reroute,
             )
             record.session = session
             try:
@@ -709,7 +719,7 @@ class Gateway:
             return reply.get("stats")
         return None
 
-    async def _reroute(self, session: CallSession, target: str) -> bool:
+    async def reroute(self, session: CallSession, target: str) -> bool:
         """Transfer by re-routing: we call ``target`` (an agent, or an IP SIP URI) and bridge."""
         try:
             other = await self.originate(target, ring_timeout=30.0)
@@ -998,7 +1008,7 @@ class Gateway:
             dialled=uri,
             direction="outbound",
             lang=self.config.media.language,
-            rerouter=self._reroute,
+            rerouter=self.reroute,
         )
         record.session = session
         self.calls[handle] = record
@@ -1051,13 +1061,14 @@ class Gateway:
     # -- trunks: outbound registration -------------------------------------------------------
 
     async def _housekeeping(self, every: float = 5.0) -> None:
-        """Drop expired registrations; a user whose last phone went away is logged (the ACD
-        pauses such agents once it is wired in)."""
+        """Drop expired registrations; a user whose last phone went away is logged out of the
+        ACD (``device_listeners``)."""
         ticks = 0
         while True:
             await asyncio.sleep(every)
             for change in self.registrar.expire(self.loop.time()):
                 log.info("device_registration", agent=change.user, change=str(change))
+                self._device_changed(change.user, change.kind == "registered")
             ticks += 1
             _age_gc(ticks)
 
@@ -1125,7 +1136,13 @@ async def serve(config: Config, *, ready_file: str | None = None) -> int:
     data_dir = Path(config.server.data_dir)
     gateway = Gateway(config)
     await gateway.start()
-    runner = web.AppRunner(build_app(gateway), access_log=None)
+    from hotline.center import ContactCenter, add_center_routes
+
+    center = ContactCenter(gateway, config)
+    await center.start()
+    app = build_app(gateway)
+    add_center_routes(app, center)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.server.http_host, config.server.http_port)
     await site.start()
@@ -1156,6 +1173,7 @@ async def serve(config: Config, *, ready_file: str | None = None) -> int:
     await stop.wait()
     log.info("hotline_stopping")
     await gateway.stop()
+    await center.close()
     await runner.cleanup()
     return 0
 

@@ -683,12 +683,28 @@ def validate_sections(config: Config) -> None:
     """Validate the sections other packages own (the ACD's ``[acd]``), raising ConfigError."""
     from acd.config import AcdConfig
     from acd.config import ConfigError as AcdConfigError
+    from hotline.center import acd_table
+    from ivr.flow import FlowError, parse_ivr
 
-    table = config.raw.get("acd")
-    if table is None:
-        return
     try:
-        AcdConfig.from_dict(table, path="acd")
+        AcdConfig.from_dict(acd_table(config), path="acd")
     except AcdConfigError as exc:
         reason = str(exc).removeprefix(f"{exc.path}: ")
         raise config.error(exc.path, reason) from None
+    try:
+        parse_ivr(config.raw.get("ivr"))
+    except FlowError as exc:
+        raise config.error(exc.path, exc.reason) from None
+    for ep in config.entry_points:
+        if ep.kind in ("queue", "voicemail") and ep.target not in config.raw.get("acd", {}).get(
+            "queues", {}
+        ):
+            raise config.error(
+                f"entry_points.{ep.number}.target",
+                f"names queue {ep.target!r}, which [acd.queues] does not define",
+            )
+        if ep.kind == "ivr" and ep.target not in config.raw.get("ivr", {}).get("flows", {}):
+            raise config.error(
+                f"entry_points.{ep.number}.target",
+                f"names flow {ep.target!r}, which [ivr.flows] does not define",
+            )

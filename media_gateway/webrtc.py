@@ -183,7 +183,7 @@ class WebCaller:
             caller=caller,
             dialled=number,
             lang=gw.config.media.language,
-            rerouter=gw._reroute,
+            rerouter=gw.reroute,
         )
         self.session = session
         await self.leg.send({"type": "answer", "sdp": reply["sdp"], "call": session.id})
@@ -258,7 +258,7 @@ class AgentBrowserPhone:
             dialled=self.agent,
             direction="outbound",
             lang=gw.config.media.language,
-            rerouter=gw._reroute,
+            rerouter=gw.reroute,
         )
         session.state = "answered"
         self.session = session

@@ -74,7 +74,7 @@ async def _baresip(
     source = conf / "mic.wav"
     write_wav(source, tone([440.0], float(seconds)))
     sip_port = gw.config.server.sip_port
-    password = {"alice": "alice-demo-1", "bob": "bob-demo-1"}[user]
+    password = f"{user}-demo-1"
     (conf / "accounts").write_text(
         f"<sip:{user}@127.0.0.1:{sip_port};transport=udp>;auth_pass={password};"
         f"regint=120;answermode=auto;audio_codecs=PCMU,PCMA\n"

@@ -1,0 +1,223 @@
+"""The hotline end to end, with the demo configuration: a SIPp caller keys through the
+bilingual IVR (RFC 4733), waits in the support queue and reaches baresip registered as an
+agent; with no agent, the caller leaves a voicemail that the next agent to log in receives;
+invalid keys and timeouts follow the menu's rules; every step lands in the case, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hotline.app import Gateway
+from hotline.center import ContactCenter
+from hotline.config import parse_config
+from media_gateway.audio.tones import silence, tone
+from media_gateway.audio.wav import read_wav
+from media_gateway.rtp.dtmf import DtmfSender
+from tests.interop.harness import free_port
+from tests.interop.media_harness import (
+    concat_pcaps,
+    pcmu_packets,
+    sip_address,
+    sipp,
+    udp_frame,
+    write_pcap,
+    write_rtp_pcap,
+)
+from tests.interop.test_session_baresip import _baresip, _finish
+
+pytestmark = pytest.mark.interop
+
+
+def demo_config(tmp: Path, **queue_overrides: Any) -> str:
+    text = Path("hotline/demo.toml").read_text()
+    text = re.sub(r'(?m)^sip = ".*?"', f'sip = "127.0.0.1:{free_port()}"', text, count=1)
+    text = re.sub(r'(?m)^http = ".*?"', f'http = "127.0.0.1:{free_port()}"', text, count=1)
+    text = re.sub(r'(?m)^data_dir = ".*?"', f'data_dir = "{tmp / "data"}"', text, count=1)
+    text = re.sub(r"(?m)^rtp_ports = .*$", "rtp_ports = [34000, 34998]", text, count=1)
+    for key, value in queue_overrides.items():
+        queue, _, setting = key.partition("__")
+        text = re.sub(
+            rf"(?ms)(^\[acd\.queues\.{queue}\]\n.*?^{setting} = )[^\n]*",
+            rf"\g<1>{value}",
+            text,
+            count=1,
+        )
+    return text
+
+
+@pytest.fixture
+async def center(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[ContactCenter]:
+    overrides = getattr(request, "param", {})
+    gw = Gateway(parse_config(demo_config(tmp_path, **overrides), file="demo-test.toml"))
+    await gw.start()
+    try:
+        cc = ContactCenter(gw, gw.config)
+        await cc.start()
+        try:
+            yield cc
+        finally:
+            await cc.close()
+    finally:
+        await gw.stop()
+
+
+async def case_events(cc: ContactCenter, case_id: int) -> list[tuple[str, dict[str, Any]]]:
+    await cc.writer.flush()
+    events = await cc.writer.run(lambda s: s.events(case_id))
+    return [(e.kind, e.data) for e in events]
+
+
+async def wait_case(cc: ContactCenter, kind: str, within: float = 40.0) -> int:
+    """The id of the first case with an event of ``kind``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    seen: list[Any] = []
+    while loop.time() < deadline:
+        await cc.writer.flush()
+        cases = await cc.writer.run(lambda s: s.list_cases(limit=20))
+        seen = []
+        for c in cases:
+            events = await cc.writer.run(lambda s, c=c: s.events(c.id))
+            seen.append((c.id, [(e.kind, e.data) for e in events]))
+            if any(e.kind == kind for e in events):
+                return c.id
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no case reached {kind!r}: {seen}")
+
+
+def keys_pcap(workdir: Path, digits: str, *, gap: float = 0.6) -> None:
+    """RFC 4733 key presses as a caller's phone sends them (a new event timestamp per key),
+    ``gap`` seconds apart, for SIPp's play_pcap_audio."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    sender = DtmfSender(payload_type=101, ssrc=0x5151)
+    frames: list[tuple[float, bytes]] = []
+    seq, t = 1, 1_000_000.0
+    for i, digit in enumerate(digits):
+        packets = sender.packets(digit, seq=seq, timestamp=8000 * (i + 1) * 4, duration_ms=120)
+        for sp in packets:
+            frames.append((t + sp.offset, udp_frame(sp.packet.to_bytes(), ident=seq)))
+            seq += 1
+        t += packets[-1].offset + gap
+    write_pcap(workdir / "caller.pcap", frames)
+
+
+async def test_caller_keys_through_the_menu_and_reaches_a_registered_agent(
+    center: ContactCenter, tmp_path: Path
+) -> None:
+    gw = center.gw
+    agent = await _baresip(tmp_path, gw, "bob", [], 30)  # auto-answers: support, en/zh
+    async with asyncio.timeout(15):
+        while center.engine.snapshot()["agents"]["bob"]["status"] != "available":
+            await asyncio.sleep(0.1)
+    workdir = tmp_path / "caller"
+    keys_pcap(workdir, "121")  # English, 2 support, 1 internet
+    async with sipp(
+        "media_caller_pcap.xml", workdir=workdir, target=sip_address(gw), timeout=40
+    ) as run:
+        case_id = await wait_case(center, "answered")
+        await asyncio.sleep(2.0)  # talk
+        # The agent hangs up: the caller gets our BYE and SIPp's scenario completes.
+        agent.terminate()
+        rc = await run.wait(40)
+        assert rc == 0, run.report()
+    await _finish(agent)
+    events = await case_events(center, case_id)
+    kinds = [k for k, _ in events]
+    order = [
+        "entered",
+        "ivr_input",
+        "ivr_set",
+        "ivr_input",
+        "ivr_input",
+        "queued",
+        "offered",
+        "answered",
+        "hung_up",
+    ]
+    it = iter(kinds)
+    assert all(k in it for k in order), kinds
+    inputs = [d for k, d in events if k == "ivr_input"]
+    assert [(d["node"], d["digits"]) for d in inputs] == [
+        ("language", "1"),
+        ("menu", "2"),
+        ("support", "1"),
+    ]
+    queued = next(d for k, d in events if k == "queued")
+    assert queued["queue"] == "support" and queued["skills"] == {"support": 3, "en": 4}
+    answered = next(d for k, d in events if k == "answered")
+    assert answered["queue"] == "support"
+    assert next(d for k, d in events if k == "offered")["agent"] == "bob"
+
+
+@pytest.mark.parametrize("center", [{"support__max_wait": 3}], indirect=True)
+async def test_no_agent_past_the_wait_limit_leaves_a_message_delivered_to_the_next_agent(
+    center: ContactCenter, tmp_path: Path
+) -> None:
+    gw = center.gw
+    workdir = tmp_path / "caller"
+    workdir.mkdir()
+    # Keys: English, support, internet; then the caller speaks (a 440 Hz tone) into voicemail.
+    keys_pcap(workdir, "121")
+    spoken = np.concatenate([tone([440.0], 2.0), silence(7.0)])
+    write_rtp_pcap(workdir / "message.pcap", pcmu_packets(spoken, ssrc=0x4444))
+    concat_pcaps(
+        [workdir / "caller.pcap", workdir / "message.pcap"], workdir / "both.pcap", gap=14.0
+    )
+    (workdir / "both.pcap").replace(workdir / "caller.pcap")
+    async with sipp(
+        "media_caller_pcap.xml", workdir=workdir, target=sip_address(gw), timeout=60
+    ) as run:
+        case_id = await wait_case(center, "voicemail_left", within=60)
+        await run.wait(60)  # the scenario's 25 s BYE wait may end first: the case is what counts
+    events = await case_events(center, case_id)
+    left = next(d for k, d in events if k == "voicemail_left")
+    audio = read_wav(left["path"])
+    spectrum = np.abs(np.fft.rfft(audio.samples.astype(float)))
+    assert abs(np.argmax(spectrum) * 8000 / audio.samples.size - 440) < 15
+    assert 1.0 <= left["seconds"] <= 9.5
+    queued = [d for k, d in events if k == "queued"]
+    original = next(d for k, d in events if k == "queued" and "kind" not in d)
+    work = next(d for d in queued if d.get("kind") == "voicemail")
+    # The message keeps the caller's place: its arrival time is the call's.
+    arrival = next(e for e in center.engine.snapshot()["queues"]["support"]["calls"])
+    assert arrival["kind"] == "voicemail"
+    assert abs(arrival["since_enqueued"] - arrival["waited"]) > 2.0
+    assert original["queue"] == work["queue"] == "support"
+    # The next agent to log in gets the message.
+    agent = await _baresip(tmp_path, gw, "carol", [], 15)
+    await wait_case(center, "answered", within=30)
+    events = await case_events(center, case_id)
+    answered = [d for k, d in events if k == "answered"]
+    assert answered and answered[0]["kind"] == "voicemail"
+    agent.terminate()
+    await _finish(agent)
+
+
+async def test_invalid_keys_and_silence_follow_the_menu_and_leave_a_clean_case(
+    center: ContactCenter, tmp_path: Path
+) -> None:
+    gw = center.gw
+    workdir = tmp_path / "caller"
+    keys_pcap(workdir, "1999", gap=2.5)  # English, then three invalid choices at the main menu
+    async with sipp(
+        "media_caller_pcap.xml", workdir=workdir, target=sip_address(gw), timeout=60
+    ) as run:
+        case_id = await wait_case(center, "queued", within=60)
+        await asyncio.sleep(0.5)
+        await run.wait(60)
+    events = await case_events(center, case_id)
+    inputs = [(d["node"], d["digits"], d["result"]) for k, d in events if k == "ivr_input"]
+    assert inputs[0] == ("language", "1", "chosen")
+    assert [r for n, _, r in inputs if n == "menu"] == ["invalid", "invalid", "invalid"]
+    branch = [d for k, d in events if k == "ivr_branch"]
+    assert branch[-1]["to"] == "operator" and branch[-1]["reason"] == "retries"
+    assert next(d for k, d in events if k == "queued")["queue"] == "operator"
+    assert events[-1][0] in ("abandoned", "hung_up")
