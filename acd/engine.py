@@ -770,9 +770,12 @@ class AcdEngine:
         del offers[aid]
         waiting = q.waiting
         entry = c.entry
-        i = bisect.bisect_left(waiting, entry)
-        assert i < len(waiting) and waiting[i] == entry, f"{entry} missing"
-        del waiting[i]
+        if waiting[0] is entry:  # usually the first waiting call (bisect_remove, inlined)
+            del waiting[0]
+        else:
+            i = bisect.bisect_left(waiting, entry)
+            assert i < len(waiting) and waiting[i] == entry, f"{entry} missing"
+            del waiting[i]
         c.gen += 1
         c.state = _CONNECTED
         c.agent = a
@@ -900,7 +903,12 @@ class AcdEngine:
             for qname, m in a.memberships:
                 q = queues[qname]
                 key = q.strategy.key(a, m)
-                bisect.insort(q.index.items, (key, aid))  # SortedIndex.add, inlined
+                items = q.index.items  # SortedIndex.add, inlined
+                item = (key, aid)
+                if not items or items[-1] < item:  # usually last (e.g. longest idle)
+                    items.append(item)
+                else:
+                    bisect.insort(items, item)
                 keys[qname] = key
             self._pulls.append(a)
         elif not routable and a.keys:
@@ -1041,7 +1049,11 @@ class AcdEngine:
         else:
             c.step = c.relax = 0
         entry = c.entry = (-(c.base_priority + cfg.priority), c.enqueued_at, c.seq, c.id)
-        bisect.insort(q.waiting, entry)
+        waiting = q.waiting
+        if not waiting or waiting[-1] < entry:  # usually last (entries are unique: seq)
+            waiting.append(entry)
+        else:
+            bisect.insort(waiting, entry)
         if self._record:
             self._emit_queue_record("call_queued", c, q, enqueued_at=c.enqueued_at)
         if cfg.max_wait is not None or cfg.widening or cfg.announce_every is not None:
@@ -1329,6 +1341,9 @@ class AcdEngine:
         aid = a.id
         for qname, key in a.keys.items():
             items = queues[qname].index.items  # SortedIndex.remove, inlined
+            if items[0][1] == aid:  # usually the first (ids are unique in an index)
+                del items[0]
+                continue
             i = bisect.bisect_left(items, (key, aid))
             assert i < len(items) and items[i][1] == aid, f"agent {aid} not in index at {key}"
             del items[i]

@@ -330,7 +330,7 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
 
 
 async def run_one(
-    target: str, mode: str, calls: int, seconds: float, warmup: float
+    target: str, mode: str, calls: int, seconds: float, warmup: float, ports: str = "40000-44000"
 ) -> dict[str, Any]:
     """One target ("media" or "baseline"), one mode, N legs: figures over the window."""
     gen = await _spawn(
@@ -347,7 +347,10 @@ async def run_one(
         if target == "media":
             from media_gateway.media.client import MediaProcess
 
-            mp = MediaProcess(port_min=40000, port_max=max(44000, 40000 + 2 * calls + 400))
+            low, _, high = ports.partition("-")
+            port_min = int(low)
+            port_max = max(int(high), port_min + 2 * calls + 400)
+            mp = MediaProcess(port_min=port_min, port_max=port_max)
             mp.argv = [*_taskset(0), *mp.argv]
             await mp.start()
             pid = mp.pid
@@ -432,7 +435,7 @@ async def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         for n in calls:
             n_legs = n - (n % 2) if mode == "bridge" else n
             base = await run_one("baseline", mode, n_legs, args.seconds, args.warmup)
-            media = await run_one("media", mode, n_legs, args.seconds, args.warmup)
+            media = await run_one("media", mode, n_legs, args.seconds, args.warmup, args.ports)
             ratio = media["cpu_pct"] / base["cpu_pct"] if base["cpu_pct"] > 0 else None
             added = (
                 media["jitter_p99_ms"] - base["jitter_p99_ms"]
@@ -505,6 +508,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="measuring window per run")
     ap.add_argument("--warmup", type=float, default=2.0, help="traffic before the window")
     ap.add_argument("--mode", default="echo,bridge", help="echo, bridge or both")
+    ap.add_argument(
+        "--ports", default="40000-44000", help="the media process's RTP port range LOW-HIGH"
+    )
     ap.add_argument("--quick", action="store_true", help="smoke run: 50 legs, 5 s")
     ap.add_argument("--generator", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)

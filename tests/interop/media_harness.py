@@ -375,6 +375,36 @@ async def drain_events(session: CallSession, *, within: float = 5.0) -> list[Any
     return out
 
 
+async def first_of(wanted: asyncio.Future[Any], handler: asyncio.Future[Any], within: float) -> Any:
+    """``wanted``'s result, unless the handler finished (or failed) first: then its error
+    shows at once instead of a timeout."""
+    done, _ = await asyncio.wait({wanted, handler}, timeout=within, return_when="FIRST_COMPLETED")
+    if wanted in done:
+        return wanted.result()
+    if handler in done:
+        handler.result()  # raises the handler's error
+        raise AssertionError(f"the handler finished before {wanted!r}")
+    raise TimeoutError(f"nothing happened within {within} s")
+
+
+async def udp_port_bound(
+    port: int, *, within: float = 10.0, proc: asyncio.subprocess.Process | None = None
+) -> None:
+    """Wait until something (SIPp: ``proc``) has bound UDP ``port`` on 127.0.0.1."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        if proc is not None and proc.returncode is not None:
+            raise RuntimeError(f"SIPp exited ({proc.returncode}) before binding port {port}")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"nothing bound UDP port {port} within {within} s")
+
+
 # -- SIPp as an asyncio subprocess -----------------------------------------------------------
 
 
@@ -430,7 +460,8 @@ async def sipp(
     media_port: int | None = None,
     extra: Sequence[str] = (),
 ) -> AsyncIterator[SippRun]:
-    """Start SIPp with ``scenarios/<scenario>`` for one call (bounded by ``timeout``)."""
+    """Start SIPp with ``scenarios/<scenario>`` for one call (bounded by ``timeout``); without
+    a ``target`` it is a UAS, and this returns once it listens."""
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     port = local_port or free_port()
     cmd = [
@@ -479,6 +510,8 @@ async def sipp(
     run = SippRun(proc=proc, workdir=workdir, port=port)
     run._reader = asyncio.ensure_future(proc.communicate())
     try:
+        if target is None:  # a UAS: ready once it listens (an INVITE sent earlier is refused)
+            await udp_port_bound(port, proc=proc)
         yield run
     finally:
         if proc.returncode is None:

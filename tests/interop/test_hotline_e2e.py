@@ -7,6 +7,7 @@ invalid keys and timeouts follow the menu's rules; every step lands in the case,
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -75,6 +76,10 @@ async def case_events(cc: ContactCenter, case_id: int) -> list[tuple[str, dict[s
     return [(e.kind, e.data) for e in events]
 
 
+def _events_of(store: Any, *, case_id: int) -> list[Any]:
+    return list(store.events(case_id))
+
+
 async def wait_case(cc: ContactCenter, kind: str, within: float = 40.0) -> int:
     """The id of the first case with an event of ``kind``."""
     loop = asyncio.get_running_loop()
@@ -85,7 +90,7 @@ async def wait_case(cc: ContactCenter, kind: str, within: float = 40.0) -> int:
         cases = await cc.writer.run(lambda s: s.list_cases(limit=20))
         seen = []
         for c in cases:
-            events = await cc.writer.run(lambda s, c=c: s.events(c.id))
+            events = await cc.writer.run(functools.partial(_events_of, case_id=c.id))
             seen.append((c.id, [(e.kind, e.data) for e in events]))
             if any(e.kind == kind for e in events):
                 return c.id

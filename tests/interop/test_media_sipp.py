@@ -39,6 +39,7 @@ from tests.interop.media_harness import (
     Rtp,
     concat_pcaps,
     drain_events,
+    first_of,
     install_handler,
     pcap_digits,
     pcmu_packets,
@@ -318,7 +319,7 @@ async def test_two_sipp_legs_bridged_exchange_media_both_ways(tmp_path: Path) ->
                 keys={"rtp_port": phone_a.port},
             ) as caller,
         ):
-            session, other, ssrcs = await asyncio.wait_for(bridged, 20)
+            session, other, ssrcs = await first_of(bridged, fut, 20)
             await asyncio.gather(
                 send_paced(phone_a, _tagged(b"AAA", SSRC_A), _leg_port(session)),
                 send_paced(phone_b, _tagged(b"BBB", SSRC_B), _leg_port(other)),
@@ -412,7 +413,7 @@ async def test_hold_sends_sendonly_reinvite_and_music_then_unhold_resumes(
                 keys={"rtp_port": phone_a.port},
             ) as caller,
         ):
-            session, other = await asyncio.wait_for(bridged, 20)
+            session, other = await first_of(bridged, fut, 20)
             tag, seq = b"1", 100
             await phase(None)
             tag, seq = b"2", 200
