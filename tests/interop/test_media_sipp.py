@@ -2,7 +2,8 @@
 
 What a caller or an agent would notice, each through SIPp's signalling and real RTP:
 
-1. keys sent as RFC 4733 events (SIPp replays its sample captures) are collected exactly;
+1. keys sent as RFC 4733 events (SIPp replays its sample captures) cut a prompt short and are
+   collected exactly;
 2. the same key by SIP INFO (``application/dtmf-relay`` and ``application/dtmf``);
 3. keys as in-band tones when the caller's SDP has no telephone-event;
 4. a prompt reaches the phone complete and on time (count, numbering, one SSRC, pacing);
@@ -81,16 +82,23 @@ async def test_rfc4733_keys_from_sipp_pcaps_are_collected(tmp_path: Path) -> Non
     work.mkdir()
     concat_pcaps(pcaps, work / "caller.pcap", gap=0.3)
 
-    async def script(session: CallSession) -> tuple[CollectResult, list[Any]]:
-        return await _collect_and_hang_up(
-            session, max_digits=10, timeout=10, terminator="#", inter_digit_timeout=5
+    async def script(session: CallSession) -> tuple[PlayDone, CollectResult, list[Any]]:
+        await session.answer()
+        # A long menu prompt: the first key cuts it short and stays for collect (type-ahead).
+        played = await session.play("tone:425:8000")
+        got = await session.collect(
+            max_digits=10, timeout=10, terminator="#", inter_digit_timeout=5
         )
+        await session.hangup()
+        return played, got, await drain_events(session)
 
     async with running_gateway(tmp_path, process=False) as gw:
         fut = install_handler(gw, script)
         async with sipp("media_caller_pcap.xml", workdir=work, target=sip_address(gw)) as run:
-            got, events = await asyncio.wait_for(fut, 20)
+            played, got, events = await asyncio.wait_for(fut, 20)
             rc = await run.wait(20)
+    assert (played.reason, played.digit) == ("dtmf", expected[0])
+    assert played.played_ms < 4000
     assert got == CollectResult(expected[:-1], "terminator")
     assert _dtmf(events) == [(d, "rfc4733") for d in expected]
     assert rc == 0, run.report()
