@@ -320,7 +320,7 @@ class _Run:
         stop_at = horizon + sim.max_drain_hours * 3600.0 if drain else horizon
         agents = self.agents
         queues = self.call_queue
-        cids = [str(i) for i in range(n)]  # the engine's call ids (CallId is a plain str)
+        cids = list(map(str, range(n)))  # the engine's call ids (CallId is a plain str)
         handle = self.engine.handle
         next_deadline = self.engine.next_deadline
         trace = self.trace
@@ -348,6 +348,7 @@ class _Run:
         answer_zero = self.answer_zero
         answer = self.answer
         wrap_of = self.wrap
+        has_wrap = [any(w > 0 for w in ws.values()) for ws in wrap_of]
         accounts = self.accounts
         lo, hi, width = accounts.lo, accounts.hi, accounts.width
         busy_total = accounts.busy
@@ -403,7 +404,7 @@ class _Run:
                 events += 1
                 if kind == _HANGUP:
                     in_call -= 1
-                    wrap = wrap_of[b][bridge_queue[a]]
+                    wrap = wrap_of[b][bridge_queue[a]] if has_wrap[b] else 0.0
                     if wrap > 0 and on_shift[b]:
                         if busy_state[b]:
                             busy_state[b] = 3  # on call -> wrap-up: still busy
@@ -486,11 +487,10 @@ class _Run:
                 else:
                     continue
             # --- feed ``ev`` to the engine, carry out its actions and the follow-ups they cause
-            pending.append(ev)
+            # (``pending``, in order: e.g. an immediate answer to an offer)
+            e = ev
             p_next = 0
-            while p_next < len(pending):
-                e = pending[p_next]
-                p_next += 1
+            while True:
                 actions: list[Any] = handle(e)  # dispatched on the exact type below
                 engine_calls += 1
                 if trace is not None:
@@ -573,7 +573,13 @@ class _Run:
                         if act.reason == "rona":
                             seq += 1
                             hpush(heap, (t + rona_ready[j], seq, _RONA_READY, j, 0))
-            pending.clear()
+                if p_next < len(pending):
+                    e = pending[p_next]
+                    p_next += 1
+                    continue
+                if p_next:
+                    pending.clear()
+                break
             d = next_deadline()
             if d is not None and d < tick_at:
                 tick_at = d
