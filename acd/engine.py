@@ -1218,7 +1218,14 @@ class AcdEngine:
                 if members[aid].step > step:
                     continue
                 a = agents[aid]
-                if required and not meets(a.skills, required, relax):
+                if required:
+                    have = a.skills
+                    for skill, level in required.items():  # meets(), inlined
+                        if have.get(skill, 0) < level - relax:
+                            break
+                    else:
+                        self._reserve(c, a)
+                        return
                     continue
                 self._reserve(c, a)
                 return
@@ -1323,8 +1330,16 @@ class AcdEngine:
                     continue
                 if c.offers and not self._wants(c):
                     continue
-                if c.required and not meets(skills, c.required, c.relax):
-                    continue
+                required = c.required
+                if required:
+                    relax = c.relax
+                    unmet = False
+                    for skill, level in required.items():  # meets(), inlined
+                        if skills.get(skill, 0) < level - relax:
+                            unmet = True
+                            break
+                    if unmet:
+                        continue
                 best = c
                 best_entry = e
                 break
