@@ -417,8 +417,18 @@ class AcdEngine:
         if at > self._now:
             self._now = at
         self._handlers[type(event)](event)
-        if self._pulls or self._pushes or self._announce:
-            self._settle()
+        pulls = self._pulls
+        pushes = self._pushes
+        if pulls or pushes or self._announce:
+            # _settle's commonest step inlined (one arrival, or one agent freed); _settle then
+            # carries on from the same lists, so the order is the same either way
+            if not self._announce:
+                if not pushes and len(pulls) == 1:
+                    self._pull(pulls.pop())
+                elif not pulls and len(pushes) == 1:
+                    self._push(pushes.pop())
+            if pulls or pushes or self._announce:
+                self._settle()
         if timers and timers[0][0] <= self._now:
             self._run_timers(self._now)  # timers that fell due during this event (e.g. max wait)
         return actions
