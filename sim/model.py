@@ -387,7 +387,11 @@ class _Run:
                 waiting_flag[i] = 1
                 if n_waiting and t > q_last:  # the queue-length integral up to t
                     area_total += n_waiting * (t - q_last)
-                    _add_area(queue_area, width, n_int, n_waiting, q_last, t)
+                    k = int(q_last // width)  # _add_area, inlined for one interval
+                    if k < n_int and t <= (k + 1) * width:
+                        queue_area[k] += n_waiting * (t - q_last)
+                    else:
+                        _add_area(queue_area, width, n_int, n_waiting, q_last, t)
                 q_last = t
                 n_waiting += 1
                 s = source[i]
@@ -451,7 +455,11 @@ class _Run:
                         waiting_flag[a] = 0
                         if n_waiting and t > q_last:
                             area_total += n_waiting * (t - q_last)
-                            _add_area(queue_area, width, n_int, n_waiting, q_last, t)
+                            k = int(q_last // width)  # _add_area, inlined for one interval
+                            if k < n_int and t <= (k + 1) * width:
+                                queue_area[k] += n_waiting * (t - q_last)
+                            else:
+                                _add_area(queue_area, width, n_int, n_waiting, q_last, t)
                         q_last = t
                         n_waiting -= 1
                         w = t - entry[a]
@@ -528,7 +536,11 @@ class _Run:
                             waiting_flag[i] = 0
                             if n_waiting and t > q_last:
                                 area_total += n_waiting * (t - q_last)
-                                _add_area(queue_area, width, n_int, n_waiting, q_last, t)
+                                k = int(q_last // width)  # _add_area, inlined for one interval
+                                if k < n_int and t <= (k + 1) * width:
+                                    queue_area[k] += n_waiting * (t - q_last)
+                                else:
+                                    _add_area(queue_area, width, n_int, n_waiting, q_last, t)
                             q_last = t
                             n_waiting -= 1
                             w = t - entry[i]
@@ -559,7 +571,11 @@ class _Run:
                             waiting_flag[i] = 0
                             if n_waiting and t > q_last:
                                 area_total += n_waiting * (t - q_last)
-                                _add_area(queue_area, width, n_int, n_waiting, q_last, t)
+                                k = int(q_last // width)  # _add_area, inlined for one interval
+                                if k < n_int and t <= (k + 1) * width:
+                                    queue_area[k] += n_waiting * (t - q_last)
+                                else:
+                                    _add_area(queue_area, width, n_int, n_waiting, q_last, t)
                             q_last = t
                             n_waiting -= 1
                             w = t - entry[i]
