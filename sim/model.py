@@ -359,7 +359,9 @@ class _Run:
         staffing = self._staffing
         new = _new
         # CallArrived's remaining fields at their defaults (caller, data, enqueued_at, kind)
-        tail = tuple(CallArrived._field_defaults[f] for f in CallArrived._fields[5:])
+        caller0, data0, enqueued0, kind0 = (
+            CallArrived._field_defaults[f] for f in CallArrived._fields[5:]
+        )
         pending: list[Any] = []
         # the scalars of the run, as locals (written back to ``self`` after the loop)
         seq = self.seq
@@ -396,7 +398,18 @@ class _Run:
                 n_waiting += 1
                 s = source[i]
                 ev: Any = new(
-                    CallArrived, (t, cids[i], queues[i], src_priority[s], src_skills[s], *tail)
+                    CallArrived,
+                    (
+                        t,
+                        cids[i],
+                        queues[i],
+                        src_priority[s],
+                        src_skills[s],
+                        caller0,
+                        data0,
+                        enqueued0,
+                        kind0,
+                    ),
                 )
             else:
                 if t_heap == inf or t_heap >= stop_at:
