@@ -72,7 +72,7 @@ import bisect
 import heapq
 import random
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, get_args
 
 from acd.actions import (
     Action,
@@ -259,14 +259,11 @@ class _Call:
     expired: bool
 
     def __init__(self, ev: CallArrived, seq: int) -> None:
-        self.id: str = ev.call_id
-        self.base_priority = ev.priority
-        self.call_skills = ev.skills
-        self.caller = ev.caller
-        self.data = ev.data
-        self.kind: CallKind = ev.kind
-        self.arrived_at = ev.at
-        self.enqueued_at = ev.enqueued_at if ev.enqueued_at is not None else ev.at
+        # one unpacking instead of nine field lookups (the field order is checked at import)
+        at, self.id, _, self.base_priority, self.call_skills, self.caller, self.data, enq, kind = ev
+        self.kind: CallKind = kind
+        self.arrived_at = at
+        self.enqueued_at = enq if enq is not None else at
         self.seq = seq
         self.state = _WAITING
         self.q: _Queue | None = None
@@ -276,6 +273,12 @@ class _Call:
         self.hops = 0
         self.agent: _Agent | None = None
         self.answered_at = 0.0
+
+
+assert CallArrived._fields == (
+    "at", "call_id", "queue", "priority", "skills", "caller", "data", "enqueued_at", "kind",
+), "_Call.__init__ unpacks CallArrived by position"  # fmt: skip
+assert all(ev._fields[0] == "at" for ev in get_args(Event)), "handle() reads event[0] as at"
 
 
 class _Probe:
@@ -410,7 +413,7 @@ class AcdEngine:
         """Apply ``event`` (after firing due timers) and return the actions to carry out."""
         actions: list[Action] = []
         self._actions = actions
-        at = event.at
+        at = event[0]  # ``at``: every event's first field (cheaper than the named lookup)
         timers = self._timers
         if timers and timers[0][0] <= at:
             self._run_timers(at)
@@ -761,9 +764,10 @@ class AcdEngine:
         self._after_agent_change(a)
 
     def _on_answered(self, ev: OfferAnswered) -> None:
-        c = self._calls.get(ev.call_id)
-        a = self._agents.get(ev.agent_id)
-        if c is None or a is None or c.state is not _WAITING or ev.agent_id not in c.offers:
+        _, call_id, agent_id = ev
+        c = self._calls.get(call_id)
+        a = self._agents.get(agent_id)
+        if c is None or a is None or c.state is not _WAITING or agent_id not in c.offers:
             reason: Any = (
                 "already_answered" if c is not None and c.state is _CONNECTED else "offer_withdrawn"
             )
