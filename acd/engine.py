@@ -683,15 +683,16 @@ class AcdEngine:
         pass  # timers already fired by handle()
 
     def _on_call_arrived(self, ev: CallArrived) -> None:
-        if ev.call_id in self._calls:
+        call_id = ev[1]
+        if call_id in self._calls:
             self._actions.append(
-                RejectCall(call_id=ev.call_id, queue=ev.queue, reason="duplicate_call")
+                RejectCall(call_id=call_id, queue=ev.queue, reason="duplicate_call")
             )
             return
         self._seq += 1
         c = _Call(ev, self._seq)
-        self._calls[c.id] = c
-        q = self._queues.get(ev.queue)
+        self._calls[call_id] = c
+        q = self._queues.get(ev[2])
         if q is not None and not q.draining:
             cfg = q.cfg
             if (cfg.when_no_agents == "join" or q.logged_in) and (
