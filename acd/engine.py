@@ -1008,7 +1008,9 @@ class AcdEngine:
             return
         cfg = q.cfg
         reason: Any = None
-        if cfg.when_no_agents != "join" and q.logged_in == 0:
+        if c.kind != "call":
+            pass  # queued work (messages, callbacks) waits for an agent, whatever the queue's limits
+        elif cfg.when_no_agents != "join" and q.logged_in == 0:
             reason = "no_agents"
         elif cfg.max_len is not None and len(q.waiting) >= cfg.max_len:
             reason = "queue_full"
@@ -1090,12 +1092,13 @@ class AcdEngine:
         assert q is not None
         cfg = q.cfg
         gen = c.gen
-        if cfg.max_wait is not None:
+        work = c.kind != "call"  # a message or callback request: nobody is on the line
+        if cfg.max_wait is not None and not work:
             self._timer(max(self._now, c.joined_at + cfg.max_wait), _K_MAX_WAIT, c, gen)
         nxt = next_step_at(cfg, c.step)
         if nxt is not None:
             self._timer(c.joined_at + nxt, _K_WIDEN, c, gen)
-        if cfg.announce_every is not None:
+        if cfg.announce_every is not None and not work:
             if announce_now:
                 self._announce.append(c)
             else:

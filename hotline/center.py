@@ -150,10 +150,14 @@ class ContactCenter:
     # -- case records ----------------------------------------------------------------------
 
     def event(self, case_id: int, kind: str, actor: str = "system", /, **data: Any) -> None:
-        if case_id:
+        if not case_id:
+            return
+        try:
             self.writer.append_event(
                 case_id, CaseEvent(at=self.clock(), kind=kind, actor=actor, data=data)
             )
+        except RuntimeError:  # shutting down: the writer has closed
+            log.warning("case_event_dropped", case_id=case_id, kind=kind)
 
     def _on_log(self, records: list[Any]) -> None:
         for r in records:
@@ -634,6 +638,7 @@ class ContactCenter:
             w.case_id,
             "answered",
             agent,
+            agent=agent,
             queue=w.queue,
             kind=w.kind,
             waited=round(self.clock() - w.enqueued_at, 1),

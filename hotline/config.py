@@ -126,8 +126,8 @@ class MediaConfig:
     """Prompt language when a call has none chosen."""
     music_on_hold: str = "moh"
     """Prompt name (or spec) played to held callers."""
-    rtp_timeout: float = 0.0
-    """Seconds without RTP before a call is reported (``MediaTimeout``); 0 = off."""
+    rtp_timeout: float = 60.0
+    """Seconds without RTP from a talking peer before its call is hung up; 0 = off."""
     recordings_dir: str = ""
     """Where recordings go; default ``<data_dir>/recordings``."""
 
@@ -493,7 +493,7 @@ def _sip(ctx: _Ctx, d: Mapping[str, Any]) -> SipConfig:
 def _media(ctx: _Ctx, d: Mapping[str, Any]) -> MediaConfig:
     _check_unknown(ctx, d, _MEDIA_KEYS, "media")
     process = _bool(ctx, d, "process", "media", True)
-    timeout = _float(ctx, d, "rtp_timeout", "media", 0.0, positive=False)
+    timeout = _float(ctx, d, "rtp_timeout", "media", 60.0, positive=False)
     if timeout < 0:
         raise ctx.error("media.rtp_timeout", f"expected seconds >= 0, got {timeout!r}")
     return MediaConfig(

@@ -163,6 +163,8 @@ class CallSession:
         self.remote_held = False
         self.vars: dict[str, Any] = {}
         self.final_stats: dict[str, Any] | None = None
+        self.hangup_on_media_timeout = True
+        """Hang up when the media process reports no RTP for ``[media] rtp_timeout`` seconds."""
         self._digits: deque[str] = deque(maxlen=64)
         self._digit_arrived = asyncio.Event()
         self._waiters: dict[str, asyncio.Future[Any]] = {}
@@ -498,8 +500,14 @@ class CallSession:
             self._resolve(rec.op, rec)
         elif kind == "rtp_timeout":
             self._push(MediaTimeout(silent_seconds=float(event.get("silent_seconds", 0))))
+            if self.hangup_on_media_timeout and self.state != "ended":
+                asyncio.get_running_loop().create_task(self._media_timeout())
         elif kind == "media_lost":
             asyncio.get_running_loop().create_task(self._media_lost())
+
+    async def _media_timeout(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.hangup("media_timeout")
 
     async def _media_lost(self) -> None:
         with contextlib.suppress(Exception):

@@ -43,6 +43,8 @@ def demo_config(tmp: Path, **queue_overrides: Any) -> str:
     text = re.sub(r'(?m)^http = ".*?"', f'http = "127.0.0.1:{free_port()}"', text, count=1)
     text = re.sub(r'(?m)^data_dir = ".*?"', f'data_dir = "{tmp / "data"}"', text, count=1)
     text = re.sub(r"(?m)^rtp_ports = .*$", "rtp_ports = [34000, 34998]", text, count=1)
+    # Callers that vanish without a BYE (SIPp at its -timeout) are noticed in 4 s, not 60.
+    text = text.replace('music_on_hold = "moh"', 'music_on_hold = "moh"\nrtp_timeout = 4', 1)
     for key, value in queue_overrides.items():
         queue, _, setting = key.partition("__")
         text = re.sub(
@@ -59,15 +61,15 @@ async def center(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterato
     overrides = getattr(request, "param", {})
     gw = Gateway(parse_config(demo_config(tmp_path, **overrides), file="demo-test.toml"))
     await gw.start()
+    cc: ContactCenter | None = None
     try:
         cc = ContactCenter(gw, gw.config)
         await cc.start()
-        try:
-            yield cc
-        finally:
-            await cc.close()
+        yield cc
     finally:
         await gw.stop()
+        if cc is not None:
+            await cc.close()
 
 
 async def case_events(cc: ContactCenter, case_id: int) -> list[tuple[str, dict[str, Any]]]:
@@ -171,10 +173,11 @@ async def test_no_agent_past_the_wait_limit_leaves_a_message_delivered_to_the_ne
     workdir.mkdir()
     # Keys: English, support, internet; then the caller speaks (a 440 Hz tone) into voicemail.
     keys_pcap(workdir, "121")
-    spoken = np.concatenate([tone([440.0], 2.0), silence(7.0)])
+    # A phone sends RTP all along (silence while it listens), or the call would time out.
+    spoken = np.concatenate([silence(13.0), tone([440.0], 2.0), silence(7.0)])
     write_rtp_pcap(workdir / "message.pcap", pcmu_packets(spoken, ssrc=0x4444))
     concat_pcaps(
-        [workdir / "caller.pcap", workdir / "message.pcap"], workdir / "both.pcap", gap=14.0
+        [workdir / "caller.pcap", workdir / "message.pcap"], workdir / "both.pcap", gap=0.1
     )
     (workdir / "both.pcap").replace(workdir / "caller.pcap")
     async with sipp(
@@ -226,3 +229,77 @@ async def test_invalid_keys_and_silence_follow_the_menu_and_leave_a_clean_case(
     assert branch[-1]["to"] == "operator" and branch[-1]["reason"] == "retries"
     assert next(d for k, d in events if k == "queued")["queue"] == "operator"
     assert events[-1][0] in ("abandoned", "hung_up")
+
+
+@pytest.mark.parametrize("center", [{"support__ring_timeout": 4}], indirect=True)
+async def test_ring_no_answer_sends_the_call_back_to_the_queue_and_on_to_the_next_agent(
+    center: ContactCenter, tmp_path: Path
+) -> None:
+    gw = center.gw
+    slow = await _baresip(tmp_path, gw, "bob", [], 40, answer="manual")  # rings, never answers
+
+    async def available(agent: str) -> None:
+        async with asyncio.timeout(15):
+            while center.engine.snapshot()["agents"][agent]["status"] != "available":
+                await asyncio.sleep(0.1)
+
+    await available("bob")
+    workdir = tmp_path / "caller"
+    keys_pcap(workdir, "121")
+    async with sipp(
+        "media_caller_pcap.xml", workdir=workdir, target=sip_address(gw), timeout=40
+    ) as run:
+        await wait_case(center, "offered", within=20)
+        quick = await _baresip(tmp_path, gw, "carol", [], 30)  # logs in while bob's phone rings
+        case_id = await wait_case(center, "answered", within=30)
+        await asyncio.sleep(1.0)
+        quick.terminate()
+        await run.wait(40)
+    slow.terminate()
+    await _finish(quick)
+    await _finish(slow)
+    events = await case_events(center, case_id)
+    trail = [(k, d.get("agent")) for k, d in events if k in ("offered", "rona", "answered")]
+    assert trail[0] == ("offered", "bob"), trail
+    assert ("rona", "bob") in trail, trail
+    assert trail[-1] == ("answered", "carol"), trail
+    # It kept its place: one queued event for the call, never re-queued from scratch.
+    assert sum(1 for k, _ in events if k == "queued") == 1
+
+
+async def test_hang_ups_in_the_menu_and_in_the_queue_leave_correct_cases_and_nothing_behind(
+    center: ContactCenter, tmp_path: Path
+) -> None:
+    gw = center.gw
+    # 1: hangs up in the language menu (the scenario's BYE wait ends: SIPp sends BYE itself).
+    workdir = tmp_path / "menu"
+    workdir.mkdir()
+    write_rtp_pcap(workdir / "caller.pcap", pcmu_packets(silence(0.5), ssrc=0x77))
+    async with sipp(
+        "media_caller_pcap.xml", workdir=workdir, target=sip_address(gw), timeout=3
+    ) as run:
+        await run.wait(30)
+    # 2: keys to the support queue (no agent logged in) and hangs up while waiting.
+    workdir = tmp_path / "queue"
+    keys_pcap(workdir, "121")
+    async with sipp(
+        "media_caller_pcap.xml", workdir=workdir, target=sip_address(gw), timeout=8
+    ) as run:
+        await run.wait(30)
+    async with asyncio.timeout(30):
+        while gw.calls or gw.debug_counts()["rtp_endpoints"]:
+            await asyncio.sleep(0.2)
+    await center.writer.flush()
+    cases = await center.writer.run(lambda s: s.list_cases(limit=10))
+    by_call = {c.id: await case_events(center, c.id) for c in cases}
+    ends = sorted(
+        next(k for k, _ in reversed(evs) if k in ("hung_up", "abandoned"))
+        for evs in by_call.values()
+    )
+    assert ends == ["abandoned", "hung_up"], by_call
+    menu_case = next(evs for evs in by_call.values() if not any(k == "queued" for k, _ in evs))
+    assert menu_case[-1][1].get("stage") == "ivr"
+    assert center.waiting == {}
+    assert center.engine.snapshot()["queues"]["support"]["waiting"] == 0
+    media = await gw.media.request("stats")
+    assert media["channels"] == 0, media

@@ -65,7 +65,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
 
 
 async def _baresip(
-    tmp: Path, gw: Gateway, user: str, commands: list[str], seconds: int
+    tmp: Path, gw: Gateway, user: str, commands: list[str], seconds: int, *, answer: str = "auto"
 ) -> asyncio.subprocess.Process:
     binary = shutil.which("baresip")
     assert binary, "baresip is not installed: run scripts/bootstrap --test"
@@ -77,7 +77,7 @@ async def _baresip(
     password = f"{user}-demo-1"
     (conf / "accounts").write_text(
         f"<sip:{user}@127.0.0.1:{sip_port};transport=udp>;auth_pass={password};"
-        f"regint=120;answermode=auto;audio_codecs=PCMU,PCMA\n"
+        f"regint=120;answermode={answer};audio_codecs=PCMU,PCMA\n"
     )
     (conf / "config").write_text(
         "\n".join(
@@ -199,32 +199,36 @@ async def test_transfer_by_rerouting_bridges_the_caller_to_an_agents_softphone(
     gateway: Gateway, tmp_path: Path
 ) -> None:
     result: dict[str, Any] = {}
+    done = asyncio.Event()
 
     async def service(session: CallSession) -> None:
-        await session.answer()
-        result["transferred"] = await session.transfer("bob", mode="reroute")
-        peer = session.bridged_to
-        result["peer"] = peer
-        await asyncio.sleep(2.0)
-        result["caller_stats"] = await session.stats()
-        if peer is not None:
-            result["agent_stats"] = await peer.stats()
-            await peer.hangup()
-        await session.hangup()
+        try:
+            await session.answer()
+            result["transferred"] = await session.transfer("bob", mode="reroute")
+            peer = session.bridged_to
+            await asyncio.sleep(2.0)
+            result["caller_stats"] = await session.stats()
+            if peer is not None:
+                result["agent_stats"] = await peer.stats()
+                await peer.hangup()
+            await session.hangup()
+        except Exception as exc:
+            result["error"] = repr(exc)
+        finally:
+            done.set()
 
     gateway.handlers["hotline"] = service
-    agent = await _baresip(tmp_path, gateway, "bob", [], 12)
+    agent = await _baresip(tmp_path, gateway, "bob", [], 25)
     await _registered(gateway, "bob")
     port = gateway.config.server.sip_port
-    caller = await _baresip(tmp_path, gateway, "alice", [f"/dial sip:1000@127.0.0.1:{port}"], 8)
+    caller = await _baresip(tmp_path, gateway, "alice", [f"/dial sip:1000@127.0.0.1:{port}"], 20)
     async with asyncio.timeout(30):
-        while ("agent_stats" not in result and "transferred" not in result) or (
-            result.get("transferred") and "agent_stats" not in result
-        ):
-            await asyncio.sleep(0.1)
+        await done.wait()
+    caller.terminate()
     await _finish(caller)
     agent.terminate()
     await _finish(agent)
+    assert "error" not in result, result
     assert result["transferred"] is True, result
     # Media flowed both ways through the bridge: what each phone sent went to the other.
     assert result["caller_stats"]["packets_in"] > 50, result

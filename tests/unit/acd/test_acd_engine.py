@@ -530,3 +530,31 @@ def test_inlined_decisions_equal_the_strategy(strategy: str) -> None:
                 memory=RoutingMemory(last_key=last),
             )  # fmt: skip
             assert inline == [a.id for a, _ in chosen], (last, level)
+
+
+def test_queued_messages_wait_for_an_agent_past_max_wait_and_with_nobody_logged_in() -> None:
+    """A voicemail (or callback request) has nobody on the line: the queue's wait limit and
+    its no-agents rule do not send it away; it keeps the caller's original arrival time."""
+    d = Drive(
+        {
+            "q": {
+                "max_wait": 30,
+                "overflow": "voicemail",
+                "when_no_agents": "refuse",
+                "announce_every": 20,
+            }
+        },
+        {"a1": {"queues": ["q"]}},
+    )
+    acts = d.at(100).arrive("vm1", "q", kind="voicemail", enqueued_at=40.0)
+    assert not of(acts, SendToVoicemail) and not of(acts, RejectCall)
+    acts = d.tick(1000)
+    assert not of(acts, SendToVoicemail)
+    assert not [a for a in acts if type(a).__name__ == "AnnouncePosition"]
+    # A call behind it still gets the queue's rules.
+    acts = d.at(1000).arrive("c1", "q")
+    assert of(acts, SendToVoicemail) == [
+        SendToVoicemail(call_id="c1", queue="q", reason="no_agents")
+    ]
+    acts = d.at(1001).login("a1")
+    assert offers(acts) == [("vm1", "a1")]
