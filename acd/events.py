@@ -45,6 +45,9 @@ class CallArrived(NamedTuple):
     """Original enqueue time for ordering; a voicemail message or callback re-entering the ACD keeps
     its caller's place by passing the first enqueue time. Defaults to ``at``."""
     kind: CallKind = "call"
+    """``call`` (someone on the line), or queued work: ``voicemail`` / ``callback``. Work waits for
+    an agent however long it takes: the queue's ``max_wait``, ``when_no_agents``, ``max_len`` and
+    position announcements apply to calls only."""
 
 
 class CallAbandoned(NamedTuple):
