@@ -204,16 +204,25 @@ class CallSession:
             if peer.state != "ended" and peer.remote_held is False:
                 peer._push(Hangup(by="bridge", cause="peer_hung_up"))
         err = SessionEnded(by, cause)
-        for fut in self._waiters.values():
-            if not fut.done():
+        # A recording in progress is kept: hanging up is how most callers end a message. Its
+        # waiter gets the RecordDone (reason "hangup") once the media process has written it.
+        recordings = {op: f for op, f in self._waiters.items() if op.startswith("r") and not f.done()}
+        for op, fut in self._waiters.items():
+            if op not in recordings and not fut.done():
                 fut.set_exception(err)
-        self._waiters.clear()
         self._digit_arrived.set()
         self._push(Hangup(by=by, cause=cause))
         self.ended.set()
         with contextlib.suppress(MediaError):
             reply = await self.media.request("close", chan=self.chan)
             self.final_stats = reply.get("stats")
+        if recordings:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.wait(recordings.values()), 10)
+            for fut in recordings.values():
+                if not fut.done():
+                    fut.set_exception(err)
+        self._waiters.clear()
         self.media.unsubscribe(self.chan)
 
     # -- media operations ----------------------------------------------------------------
@@ -332,6 +341,8 @@ class CallSession:
             self._waiters.pop(op, None)
             raise
         result: RecordDone = await self._wait(op, fut)
+        if result.reason == "hangup":
+            return result  # the message is kept; the call is over (state "ended")
         # The stop key is not left in the buffer for the next collect.
         if result.reason == "dtmf" and self._digits and self._digits[-1] in stop_digits:
             self._digits.pop()

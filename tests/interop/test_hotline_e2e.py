@@ -303,3 +303,175 @@ async def test_hang_ups_in_the_menu_and_in_the_queue_leave_correct_cases_and_not
     assert center.engine.snapshot()["queues"]["support"]["waiting"] == 0
     media = await gw.media.request("stats")
     assert media["channels"] == 0, media
+
+
+LOAD_CONFIG = """
+[server]
+sip = "127.0.0.1:{sip}"
+http = "127.0.0.1:{http}"
+data_dir = "{data}"
+log_level = "warning"
+
+[sip]
+rtp_ports = [36000, 39998]
+
+[media]
+process = true
+rtp_timeout = 10
+
+{agents}
+
+[entry_points]
+"1000" = {{ kind = "hotline" }}
+
+[acd.queues.support]
+strategy = "longest-idle"
+skills = {{ support = 3 }}
+max_wait = 6
+overflow = "voicemail"
+ring_timeout = 10
+wrap_up_seconds = 1
+
+[ivr]
+entry = "main"
+
+[ivr.flows.main]
+start = "menu"
+
+[ivr.flows.main.nodes.menu]
+type = "menu"
+prompt = "main_menu"
+choices = {{ "1" = "support", "2" = "support" }}
+timeout = 4
+retries = 0
+default = "support"
+
+[ivr.flows.main.nodes.support]
+type = "queue"
+queue = "support"
+"""
+
+
+@pytest.mark.slow
+async def test_200_callers_through_the_ivr_to_20_agents_all_end_and_stats_match_cases(
+    tmp_path: Path,
+) -> None:
+    from acd.model import LogRecord
+    from acd.stats import StatsAccumulator
+    from tests.interop.harness import SCENARIOS, run_sipp
+
+    agents = "\n".join(
+        f'[[agents]]\nid = "agent{i:02d}"\npassword = "pw-agent{i:02d}"\n'
+        f'skills = {{ support = 5 }}\nqueues = ["support"]\n'
+        for i in range(1, 21)
+    )
+    text = LOAD_CONFIG.format(
+        sip=free_port(), http=free_port(), data=tmp_path / "data", agents=agents
+    )
+    gw = Gateway(parse_config(text, file="load-test.toml"))
+    await gw.start()
+    cc = ContactCenter(gw, gw.config)
+    await cc.start()
+    phones_port = free_port()
+    phones: asyncio.subprocess.Process | None = None
+    try:
+        # 20 agents register from one SIPp, which then answers every call as their phones.
+        for i in range(1, 21):
+            user = f"agent{i:02d}"
+            reg = await asyncio.to_thread(
+                run_sipp,
+                [
+                    "-sf",
+                    str(SCENARIOS / "register.xml"),
+                    "-s",
+                    user,
+                    "-au",
+                    user,
+                    "-ap",
+                    f"pw-{user}",
+                    "-m",
+                    "1",
+                ],
+                workdir=tmp_path / "register",
+                target=sip_address(gw),
+                timeout=20,
+                local_port=phones_port,
+            )
+            assert reg.successful == 1, reg.stdout + reg.errors
+        assert all(
+            cc.engine.snapshot()["agents"][f"agent{i:02d}"]["status"] == "available"
+            for i in range(1, 21)
+        )
+        phones = await asyncio.create_subprocess_exec(
+            "sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(phones_port),
+            "-mi", "127.0.0.1", "-mp", str(free_port(pair=True)), "-nostdin",
+            "-timeout", "120s", "-trace_err",
+            "-error_file", str(tmp_path / "phones-errors.log"),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            cwd=tmp_path,
+        )  # fmt: skip
+        await asyncio.sleep(1.0)
+        # 200 callers in 5 s: key 1 at the menu, then they talk (a tone) for 16 s and hang up.
+        workdir = tmp_path / "callers"
+        keys_pcap(workdir, "1")
+        speech = tone([300.0], 25.0, dbfs=-20.0)
+        write_rtp_pcap(workdir / "speech.pcap", pcmu_packets(speech, ssrc=0x6666))
+        concat_pcaps(
+            [workdir / "caller.pcap", workdir / "speech.pcap"], workdir / "all.pcap", gap=0.1
+        )
+        (workdir / "all.pcap").replace(workdir / "caller.pcap")
+        callers = await asyncio.create_subprocess_exec(
+            "sipp", sip_address(gw), "-sf",
+            str(SCENARIOS / "hotline_caller.xml"),
+            "-s", "1000", "-i", "127.0.0.1", "-p", str(free_port()),
+            "-mi", "127.0.0.1", "-mp", str(free_port(pair=True)),
+            "-r", "40", "-m", "200", "-l", "200", "-nostdin", "-timeout", "90s",
+            "-trace_err", "-error_file", str(workdir / "errors.log"),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            cwd=workdir,
+        )  # fmt: skip
+        await asyncio.wait_for(callers.wait(), 120)
+        # Every caller's call is over (agents may still be hearing queued messages).
+        async with asyncio.timeout(40):
+            while any(r.direction == "inbound" for r in gw.calls.values()):
+                await asyncio.sleep(0.5)
+        await asyncio.sleep(1.0)
+        await cc.writer.flush()
+        cases = await cc.writer.run(lambda s: s.list_cases(limit=1000))
+        assert len(cases) == 200
+        outcome: dict[str, int] = {"answered": 0, "abandoned": 0, "voicemail": 0}
+        answered_events = abandoned_events = voicemail_events = 0
+        for c in cases:
+            events = await case_events(cc, c.id)
+            kinds = [k for k, _ in events]
+            answered_events += sum(1 for k in kinds if k == "answered")
+            abandoned_events += kinds.count("abandoned")
+            voicemail_events += sum(
+                1 for k, d in events if k == "transferred" and d.get("to") == "voicemail"
+            )
+            if any(k == "answered" and d.get("kind") == "call" for k, d in events):
+                outcome["answered"] += 1
+            elif "abandoned" in kinds:
+                outcome["abandoned"] += 1
+            elif "voicemail_left" in kinds or any(
+                k == "transferred" and d.get("to") == "voicemail" for k, d in events
+            ):
+                outcome["voicemail"] += 1
+            else:
+                raise AssertionError(f"case {c.id} ended nowhere: {events}")
+        print("outcomes:", outcome)
+        assert sum(outcome.values()) == 200, outcome
+        assert outcome["answered"] >= 20, outcome
+        # The statistics folded from the engine's log agree with the case records.
+        log = await cc.writer.run(lambda s: s.read_log())
+        stats = StatsAccumulator.from_records(LogRecord.from_dict(r) for _, r in log)
+        total = stats.total
+        assert total.answered == answered_events, (total, answered_events)
+        assert total.abandoned == abandoned_events, (total, abandoned_events)
+        assert total.voicemail == voicemail_events, (total, voicemail_events)
+    finally:
+        if phones is not None and phones.returncode is None:
+            phones.terminate()
+            await phones.wait()
+        await gw.stop()
+        await cc.close()
