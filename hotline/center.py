@@ -45,6 +45,7 @@ from ivr.runner import Outcome, run_flow
 from media_gateway.media.engine import MediaError
 from media_gateway.prompts import number_words
 from media_gateway.session import CallSession, SessionEnded
+from voicemail import box as voicemail
 
 if TYPE_CHECKING:
     from hotline.app import Gateway
@@ -102,7 +103,13 @@ class ContactCenter:
         self.store = SQLiteCaseStore(data / "cases.sqlite3")
         self.writer = AsyncCaseWriter(self.store)
         self.ivr: IvrConfig = parse_ivr(config.raw.get("ivr"))
-        self.voicemail_days = float(config.raw.get("voicemail", {}).get("keep_days", 30))
+        vm = config.raw.get("voicemail", {})
+        self.vm_settings = voicemail.Settings(
+            max_seconds=float(vm.get("max_seconds", 120)),
+            silence_seconds=float(vm.get("silence_seconds", 5)),
+            stop_digits=str(vm.get("stop_digits", "#")),
+            keep_days=float(vm.get("keep_days", 30)),
+        )
         acd_config = AcdConfig.from_dict(acd_table(config), path="acd")
         self.engine = AcdEngine(acd_config, rng=random.Random(), now=clock())
         self.acd = AcdService(
@@ -234,7 +241,17 @@ class ContactCenter:
         waiting: Waiting | None = None
         try:
             await session.answer()
-            if kind in ("hotline", "ivr"):
+            if kind == "hotline" and not self.ivr.flows:
+                # No IVR configured: straight to the first queue, or a welcome and music.
+                queues = list(self.engine.config.queues)
+                if queues:
+                    outcome = Outcome(kind="queue", queue=queues[0], language=session.lang or "en")
+                else:
+                    await session.play(["welcome", "please_hold"], interruptible=False)
+                    await session.play("moh", interruptible=False, loop=True, wait=False)
+                    await session.ended.wait()
+                    raise SessionEnded(session.ended_by or "remote", session.cause or "bye")
+            elif kind in ("hotline", "ivr"):
                 flow = target if kind == "ivr" and target else None
                 outcome = await run_flow(
                     self.ivr,
@@ -430,24 +447,18 @@ class ContactCenter:
         greeting: list[str] | None = None,
     ) -> None:
         path = self.recordings / f"case-{case_id}-{int(self.clock() * 1000)}.wav"
-        await session.play(greeting or ["voicemail_intro"], interruptible=True)
-        session.flush_digits()
-        rec = await session.record(
-            str(path), max_seconds=120, silence_seconds=5, stop_digits="#", beep=True
-        )
-        if rec.seconds < 0.5 or not rec.heard_sound:
+        message = await voicemail.record_message(session, path, self.vm_settings, greeting=greeting)
+        if message is None:
             self.event(case_id, "hung_up", "caller", stage="voicemail", reason="empty message")
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
             return
         self.event(
             case_id,
             "voicemail_left",
             "caller",
-            path=str(path),
-            seconds=rec.seconds,
+            path=message.path,
+            seconds=message.seconds,
             queue=queue,
-            stopped_by=rec.reason,
+            stopped_by=message.stopped_by,
         )
         self._queue_work(
             case_id,
@@ -455,12 +466,9 @@ class ContactCenter:
             "voicemail",
             enqueued_at,
             caller=session.caller,
-            recording=str(path),
+            recording=message.path,
             callback=self._callback_target(session),
         )
-        if session.state != "ended":
-            with contextlib.suppress(SessionEnded, MediaError):
-                await session.play("voicemail_saved", interruptible=False)
 
     def _queue_work(
         self,
@@ -500,17 +508,16 @@ class ContactCenter:
     async def _expire_messages(self) -> None:
         """Delete recordings older than ``[voicemail] keep_days`` (checked hourly)."""
         while True:
-            cutoff = time.time() - self.voicemail_days * 86400
-            for p in await asyncio.to_thread(lambda: list(self.recordings.glob("case-*.wav"))):
-                with contextlib.suppress(OSError):
-                    if p.stat().st_mtime < cutoff:
-                        p.unlink()
-                        log.info("voicemail_expired", path=str(p))
+            for p in await asyncio.to_thread(
+                voicemail.expire, self.recordings, self.vm_settings.keep_days
+            ):
+                log.info("voicemail_expired", path=str(p))
             await asyncio.sleep(3600)
 
     # -- the engine's actions --------------------------------------------------------------
 
     def _on_action(self, action: Any) -> None:
+        log.debug("acd_action", action=type(action).__name__, **action._asdict())
         if isinstance(action, act.OfferCall):
             w = self.waiting.get(action.call_id)
             if w is None:
@@ -676,29 +683,16 @@ class ContactCenter:
     async def _deliver(self, w: Waiting, agent_leg: CallSession, agent: str) -> None:
         """A message or callback request reached an agent: play it, offer to call back."""
         try:
-            if w.kind == "voicemail":
-                await agent_leg.play(["agent_voicemail", "beep"], interruptible=False)
-                await agent_leg.play(file=w.recording, interruptible=True)
-                prompt = "agent_callback"
-            else:
-                prompt = "agent_callback_request"
-            for _ in range(3):
-                await agent_leg.play(prompt)
-                got = await agent_leg.collect(1, timeout=8, terminator="")
-                if got.digits == "1" and w.callback:
-                    self.event(w.case_id, "note", agent, text="calling back", target=w.callback)
-                    ok = await agent_leg.transfer(w.callback, mode="reroute")
-                    self.event(
-                        w.case_id, "transferred", agent, target=w.callback, ok=ok, kind="callback"
-                    )
-                    if ok:
-                        await agent_leg.ended.wait()
-                    break
-                if got.digits == "2" and w.recording:
-                    await agent_leg.play(file=w.recording, interruptible=True)
-                    continue
-                if not got.digits:
-                    break
+            prompt = "agent_callback" if w.kind == "voicemail" else "agent_callback_request"
+            choice = await voicemail.deliver(agent_leg, w.recording or None, prompt=prompt)
+            if choice == "callback" and w.callback and agent_leg.state != "ended":
+                self.event(w.case_id, "note", agent, text="calling back", target=w.callback)
+                ok = await agent_leg.transfer(w.callback, mode="reroute")
+                self.event(
+                    w.case_id, "transferred", agent, target=w.callback, ok=ok, kind="callback"
+                )
+                if ok:
+                    await agent_leg.ended.wait()
         except SessionEnded:
             pass
         finally:

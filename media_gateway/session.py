@@ -206,7 +206,9 @@ class CallSession:
         err = SessionEnded(by, cause)
         # A recording in progress is kept: hanging up is how most callers end a message. Its
         # waiter gets the RecordDone (reason "hangup") once the media process has written it.
-        recordings = {op: f for op, f in self._waiters.items() if op.startswith("r") and not f.done()}
+        recordings = {
+            op: f for op, f in self._waiters.items() if op.startswith("r") and not f.done()
+        }
         for op, fut in self._waiters.items():
             if op not in recordings and not fut.done():
                 fut.set_exception(err)

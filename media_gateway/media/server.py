@@ -272,7 +272,9 @@ class MediaServer:
 
     async def _bind_pair(self, chan_id: str) -> _Ports:
         last: OSError | None = None
-        for _ in range(16):
+        # Other programs hold ports in our range now and then (ephemeral ports of outgoing
+        # sockets share it on Linux): skip them, up to the whole range once.
+        for _ in range(max(16, (self.ports.high - self.ports.low) // 2)):
             port = self.ports.take()
             rtp_t: asyncio.DatagramTransport | None = None
             try:

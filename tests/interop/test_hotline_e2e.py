@@ -97,7 +97,7 @@ async def wait_case(cc: ContactCenter, kind: str, within: float = 40.0) -> int:
             if any(e.kind == kind for e in events):
                 return c.id
         await asyncio.sleep(0.2)
-    raise AssertionError(f"no case reached {kind!r}: {seen}")
+    raise AssertionError(f"no case reached {kind!r}: {seen}; ACD: {cc.engine.snapshot()}")
 
 
 def keys_pcap(workdir: Path, digits: str, *, gap: float = 0.6) -> None:
