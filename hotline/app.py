@@ -34,7 +34,7 @@ from media_gateway.media.engine import MediaError
 from media_gateway.rtp.dtmf import parse_info_body
 from media_gateway.sdp.offer_answer import NoCommonCodec, negotiated_media
 from media_gateway.sdp.session import SdpError, SessionDescription
-from media_gateway.session import CallSession, SessionEnded
+from media_gateway.session import CallSession, SessionEnded, keep_bridged
 from media_gateway.sip import events as ev
 from media_gateway.sip.auth import AuthResult, DigestAuthenticator
 from media_gateway.sip.endpoint import EndpointConfig, SipEndpoint
@@ -358,6 +358,8 @@ class Gateway:
                 record = self.calls.get(event.call)
                 if record is not None and record.leg is not None:
                     record.leg.notify(event.request.body)
+            elif method == "REFER":
+                self._on_refer(event)
             else:
                 self._respond(event.transaction, 501, headers=[("Allow", ALLOW)])
         elif isinstance(event, ev.InfoReceived):
@@ -375,7 +377,12 @@ class Gateway:
             else:
                 self._on_trunk_timeout(event)
 
-    def _device_changed(self, agent: str, present: bool) -> None:
+    def agent_presence(self, agent: str, present: bool) -> None:
+        """An agent's first phone (SIP registration or browser) came, or the last one went."""
+        if not present and (
+            agent in self.browser_phones or self.registrar.contacts(agent, self.loop.time())
+        ):
+            return  # another of their phones is still there
         for listener in self.device_listeners:
             try:
                 listener(agent, present)
@@ -515,7 +522,7 @@ class Gateway:
         self.metrics.inc("hotline_registrations_total", outcome=str(reg.status))
         for change in reg.changes:
             log.info("device_registration", agent=change.user, change=str(change))
-            self._device_changed(change.user, change.kind == "registered")
+            self.agent_presence(change.user, change.kind == "registered")
         self._respond(tx, reg.status, headers=headers)
 
     # -- INVITE: the service switch ----------------------------------------------------------
@@ -579,8 +586,16 @@ class Gateway:
         self.calls[handle] = record
         if entry is not None and (entry.kind == "echo" or entry.kind in self.handlers):
             self._spawn(self._start_session(record, offer, entry.kind))
+        elif agent is not None and self._is_internal(event.source):
+            # An employee's phone dialling a colleague's extension: ring them and bridge.
+            record.extra["callee"] = agent.id
+            self._spawn(self._start_session(record, offer, "extension"))
         else:
             self._respond(handle, 480, reason="Temporarily Unavailable")
+
+    def _is_internal(self, source: tuple[str, int]) -> bool:
+        """The packet came from a phone registered by one of our agents (same IP and port)."""
+        return any(b.source == source for _, b in self._all_bindings())
 
     @staticmethod
     def _caller(request: SipRequest) -> str:
@@ -642,6 +657,9 @@ class Gateway:
                     await session.answer()
                     await self.media.request("echo", chan=record.chan, on=True)
                     return
+                if kind == "extension":
+                    await self._call_extension(record, session, str(record.extra["callee"]))
+                    return
                 await self.handlers[kind](session)
             except SessionEnded:
                 return
@@ -669,6 +687,91 @@ class Gateway:
                 jitter_ms=stats.get("jitter_ms", 0.0),
                 peer_fraction_lost=stats.get("peer_fraction_lost", 0.0),
             )
+
+    async def _call_extension(self, record: CallRecord, session: CallSession, callee: str) -> None:
+        self._respond(record.handle, 180)
+        other = await self.originate(callee, ring_timeout=30.0, caller=session.caller)
+        if other is None:
+            await session.hangup("no_answer")  # unanswered: 480 to the caller
+            return
+        if session.state == "ended":
+            await other.hangup("caller_gone")
+            return
+        await session.answer()
+        await session.bridge(other)
+        await keep_bridged(session, other)
+
+    def _on_refer(self, event: Any) -> None:
+        """A phone in a bridged call asks us to transfer its peer (RFC 3515): blind, or
+        attended when Refer-To carries Replaces (RFC 3891) naming its consultation call."""
+        record = self.calls.get(event.call)
+        if record is None or record.session is None or record.session.bridged_to is None:
+            self._respond(event.transaction, 603, reason="Nothing to transfer")
+            return
+        raw = event.request.headers.get("Refer-To") or ""
+        try:
+            uri = parse_uri(parse_name_addr(raw).uri)
+        except SipParseError:
+            self._respond(event.transaction, 400, reason="Bad Refer-To")
+            return
+        replaces = next((v for k, v in uri.headers.items() if k.lower() == "replaces"), None)
+        target = uri.user or ""
+        server = self.config.server
+        ours = uri.host in (server.public_host, server.sip_host) and (
+            uri.port in (None, server.sip_port)
+        )
+        if not ours:  # somewhere else: only an IP literal is ever called (nothing resolved)
+            with contextlib.suppress(ValueError):
+                ipaddress.ip_address(uri.host)
+                target = f"sip:{uri.user}@{format_hostport(uri.host, uri.port or 5060)}"
+        self._respond(event.transaction, 202)
+        self._spawn(self._transfer_for(record, record.session, target, replaces))
+
+    async def _transfer_for(
+        self, record: CallRecord, referrer: CallSession, target: str, replaces: str | None
+    ) -> None:
+        peer = referrer.bridged_to
+        ok = False
+        if peer is not None:
+            if replaces:
+                consult = self._consultation(replaces)
+                other = consult.session.bridged_to if consult and consult.session else None
+                if other is not None and other.state != "ended" and peer.state != "ended":
+                    await peer.bridge(other)  # caller <-> colleague; both referrer legs go
+                    ok = True
+                    assert consult is not None and consult.session is not None
+                    await consult.session.hangup("transferred")
+            else:
+                ok = await peer.transfer(target, mode="reroute")
+        log.info(
+            "transfer_by_phone",
+            call_id=record.call_id,
+            target=target,
+            attended=bool(replaces),
+            ok=ok,
+        )
+        frag = b"SIP/2.0 200 OK\r\n" if ok else b"SIP/2.0 503 Service Unavailable\r\n"
+        if referrer.state != "ended":
+            with contextlib.suppress(Exception):
+                self.endpoint.in_dialog_request(
+                    record.handle,
+                    "NOTIFY",
+                    headers=[
+                        ("Event", "refer"),
+                        ("Subscription-State", "terminated;reason=noresource"),
+                        ("Content-Type", "message/sipfrag;version=2.0"),
+                    ],
+                    body=frag,
+                    now=self.loop.time(),
+                )
+                self._flush()
+            if ok:
+                await referrer.hangup("transferred")
+
+    def _consultation(self, replaces: str) -> CallRecord | None:
+        """The call a Replaces value names: ``call-id;to-tag=..;from-tag=..``."""
+        call_id = replaces.split(";", 1)[0].strip()
+        return next((r for r in self.calls.values() if r.call_id == call_id), None)
 
     async def accept_session(self, session: CallSession, number: str) -> bool:
         """A session that arrived by another channel (WebRTC): route ``number`` like an INVITE's
@@ -1068,7 +1171,7 @@ class Gateway:
             await asyncio.sleep(every)
             for change in self.registrar.expire(self.loop.time()):
                 log.info("device_registration", agent=change.user, change=str(change))
-                self._device_changed(change.user, change.kind == "registered")
+                self.agent_presence(change.user, change.kind == "registered")
             ticks += 1
             _age_gc(ticks)
 

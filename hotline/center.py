@@ -44,7 +44,7 @@ from ivr.flow import IvrConfig, parse_ivr
 from ivr.runner import Outcome, run_flow
 from media_gateway.media.engine import MediaError
 from media_gateway.prompts import number_words
-from media_gateway.session import CallSession, SessionEnded
+from media_gateway.session import CallSession, SessionEnded, keep_bridged
 from voicemail import box as voicemail
 
 if TYPE_CHECKING:
@@ -667,18 +667,30 @@ class ContactCenter:
     async def _end_when_either_hangs_up(
         self, w: Waiting, caller: CallSession, agent_leg: CallSession, agent: str
     ) -> None:
-        a = asyncio.ensure_future(caller.ended.wait())
-        b = asyncio.ensure_future(agent_leg.ended.wait())
-        await asyncio.wait({a, b}, return_when=asyncio.FIRST_COMPLETED)
-        by = "caller" if caller.state == "ended" else "agent"
-        for leg in (caller, agent_leg):
-            if leg.state != "ended":
-                with contextlib.suppress(Exception):
-                    await leg.hangup("normal")
-        a.cancel()
-        b.cancel()
+        """The agent's part ends when their leg ends (hung up, or transferred away by their
+        phone's REFER: then the caller talks on with whoever took the call, and the case
+        follows); the conversation ends when the caller or the last party hangs up."""
+
+        async def agent_part() -> None:
+            await agent_leg.ended.wait()
+            self.acd.handle(acd_ev.CallEnded(at=self.clock(), call_id=w.call_id))
+            now_with = caller.bridged_to
+            if caller.state != "ended" and now_with is not None and now_with is not agent_leg:
+                self.event(
+                    w.case_id,
+                    "transferred",
+                    agent,
+                    from_agent=agent,
+                    to=now_with.dialled,
+                    kind="by_agent",
+                )
+
+        part = self._spawn(agent_part())
+        await keep_bridged(caller, agent_leg)
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(part, 10)
+        by = "caller" if caller.ended_by == "remote" else "agent"
         self.event(w.case_id, "hung_up", by, agent=agent)
-        self.acd.handle(acd_ev.CallEnded(at=self.clock(), call_id=w.call_id))
 
     async def _deliver(self, w: Waiting, agent_leg: CallSession, agent: str) -> None:
         """A message or callback request reached an agent: play it, offer to call back."""

@@ -163,6 +163,8 @@ class CallSession:
         self.remote_held = False
         self.vars: dict[str, Any] = {}
         self.final_stats: dict[str, Any] | None = None
+        self.transferring: asyncio.Future[bool] | None = None
+        """Set while this session is being transferred (the old peer may hang up meanwhile)."""
         self.hangup_on_media_timeout = True
         """Hang up when the media process reports no RTP for ``[media] rtp_timeout`` seconds."""
         self._digits: deque[str] = deque(maxlen=64)
@@ -421,11 +423,18 @@ class CallSession:
         self._check()
         if mode not in ("auto", "refer", "reroute"):
             raise ValueError(f"transfer mode {mode!r} is not auto, refer or reroute")
-        if mode in ("auto", "refer") and await self.leg.refer(self, target):
-            return True
-        if mode == "refer" or self.rerouter is None:
-            return False
-        return await self.rerouter(self, target)
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.transferring = done
+        ok = False
+        try:
+            if mode in ("auto", "refer") and await self.leg.refer(self, target):
+                ok = True
+            elif mode != "refer" and self.rerouter is not None:
+                ok = await self.rerouter(self, target)
+            return ok
+        finally:
+            self.transferring = None
+            done.set_result(ok)
 
     async def stats(self) -> dict[str, Any]:
         if self.state == "ended":
@@ -531,3 +540,45 @@ class CallSession:
         fut = self._waiters.get(op)
         if fut is not None and not fut.done():
             fut.set_result(value)
+
+
+async def keep_bridged(a: CallSession, b: CallSession) -> str:
+    """Supervise a conversation until it is over: when either side hangs up, the other is hung
+    up too, unless the side that stays has meanwhile been bridged to someone else (a transfer),
+    in which case the new pair is supervised. Returns ``a`` or ``b``: who stayed last."""
+    while True:
+        peer = a.bridged_to or b
+        waits = [asyncio.ensure_future(a.ended.wait()), asyncio.ensure_future(peer.ended.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        if a.state == "ended":
+            replacement = peer.bridged_to
+            if peer.state != "ended" and replacement is not None and replacement.state != "ended":
+                a, b = peer, replacement  # a was transferred away: the new pair goes on
+                continue
+            if peer.state != "ended":
+                with contextlib.suppress(Exception):
+                    await peer.hangup("normal")
+            return "b"
+        now_peer = a.bridged_to
+        pending = a.transferring
+        if (now_peer is None or now_peer is peer) and pending is not None:
+            # The old peer left while a transfer of ``a`` is under way (phones often hang up
+            # right after their REFER is accepted): wait for where it lands.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(pending), 60)
+            now_peer = a.bridged_to
+        if (
+            a.state != "ended"
+            and now_peer is not None
+            and now_peer is not peer
+            and now_peer.state != "ended"
+        ):
+            b = now_peer  # peer was replaced (a transfer): keep going with the new one
+            continue
+        with contextlib.suppress(Exception):
+            await a.hangup("normal")
+        return "a"

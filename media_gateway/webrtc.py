@@ -335,6 +335,8 @@ def add_routes(app: web.Application, gateway: Gateway) -> None:
             phone = AgentBrowserPhone(gateway, ws, agent)
             old = gateway.browser_phones.get(agent)
             gateway.browser_phones[agent] = phone
+            if old is None and not gateway.registrar.contacts(agent, gateway.loop.time()):
+                gateway.agent_presence(agent, True)  # the browser is this agent's phone now
             if isinstance(old, AgentBrowserPhone):
                 await old.leg.send({"type": "replaced"})
                 await _close_ws(old.ws)
@@ -345,6 +347,8 @@ def add_routes(app: web.Application, gateway: Gateway) -> None:
             finally:
                 if gateway.browser_phones.get(agent) is phone:
                     del gateway.browser_phones[agent]
+                    if not gateway.registrar.contacts(agent, gateway.loop.time()):
+                        gateway.agent_presence(agent, False)
                 await phone.closed()
                 log.info("agent_browser_disconnected", agent=agent)
         finally:

@@ -100,9 +100,10 @@ async def wait_case(cc: ContactCenter, kind: str, within: float = 40.0) -> int:
     raise AssertionError(f"no case reached {kind!r}: {seen}; ACD: {cc.engine.snapshot()}")
 
 
-def keys_pcap(workdir: Path, digits: str, *, gap: float = 0.6) -> None:
+def keys_pcap(workdir: Path, digits: str, *, gap: float = 0.6, then_silence: float = 0.0) -> None:
     """RFC 4733 key presses as a caller's phone sends them (a new event timestamp per key),
-    ``gap`` seconds apart, for SIPp's play_pcap_audio."""
+    ``gap`` seconds apart, for SIPp's play_pcap_audio; then ``then_silence`` seconds of
+    silent audio (a phone keeps sending RTP while it listens)."""
     workdir.mkdir(parents=True, exist_ok=True)
     sender = DtmfSender(payload_type=101, ssrc=0x5151)
     frames: list[tuple[float, bytes]] = []
@@ -113,6 +114,9 @@ def keys_pcap(workdir: Path, digits: str, *, gap: float = 0.6) -> None:
             frames.append((t + sp.offset, udp_frame(sp.packet.to_bytes(), ident=seq)))
             seq += 1
         t += packets[-1].offset + gap
+    if then_silence > 0:
+        for i, pkt in enumerate(pcmu_packets(silence(then_silence), ssrc=0x5152)):
+            frames.append((t + 0.02 * i, udp_frame(pkt, ident=seq + i)))
     write_pcap(workdir / "caller.pcap", frames)
 
 
@@ -125,7 +129,7 @@ async def test_caller_keys_through_the_menu_and_reaches_a_registered_agent(
         while center.engine.snapshot()["agents"]["bob"]["status"] != "available":
             await asyncio.sleep(0.1)
     workdir = tmp_path / "caller"
-    keys_pcap(workdir, "121")  # English, 2 support, 1 internet
+    keys_pcap(workdir, "121", then_silence=15.0)  # English, 2 support, 1 internet
     async with sipp(
         "media_caller_pcap.xml", workdir=workdir, target=sip_address(gw), timeout=40
     ) as run:
@@ -475,3 +479,60 @@ async def test_200_callers_through_the_ivr_to_20_agents_all_end_and_stats_match_
             await phones.wait()
         await gw.stop()
         await cc.close()
+
+
+async def test_an_agent_transfers_the_caller_to_a_colleague_from_their_softphone(
+    center: ContactCenter, tmp_path: Path
+) -> None:
+    """bob answers a support call, then his softphone's transfer key (REFER) hands the caller
+    to extension 1004 (dave, who need not serve that queue): the caller talks with dave, bob
+    is free (his ACD call ended), and the case says who had the call and where it went."""
+    gw = center.gw
+    console = free_port()
+    bob = await _baresip(tmp_path, gw, "bob", [], 40, console_port=console)
+    dave = await _baresip(tmp_path, gw, "dave", [], 40)
+    async with asyncio.timeout(15):
+        while not gw.registrar.contacts("dave", gw.loop.time()) or (
+            center.engine.snapshot()["agents"]["bob"]["status"] != "available"
+        ):
+            await asyncio.sleep(0.1)
+    workdir = tmp_path / "caller"
+    keys_pcap(workdir, "121", then_silence=20.0)
+    async with sipp(
+        "media_caller_pcap.xml", workdir=workdir, target=sip_address(gw), timeout=60
+    ) as run:
+        case_id = await wait_case(center, "answered")
+        await asyncio.sleep(1.0)
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, remote_addr=("127.0.0.1", console)
+        )
+        port = gw.config.server.sip_port
+        transport.sendto(f"/transfer sip:1004@127.0.0.1:{port}\n".encode())
+        transport.close()
+        await wait_case(center, "transferred", within=20)
+        await asyncio.sleep(1.5)
+        bob_state = center.engine.snapshot()["agents"]["bob"]
+        talking = [r for r in gw.calls.values() if r.answered_at is not None]
+        dave.terminate()  # dave hangs up: the caller gets our BYE
+        await run.wait(40)
+    bob.terminate()
+    out_bob = await _finish(bob)
+    await _finish(dave)
+    assert "transferring call" in out_bob, out_bob[-2000:]
+    assert bob_state["call_id"] is None, bob_state  # bob's part is over (wrap-up or idle)
+    events = await case_events(center, case_id)
+    assert any("sip:dave" in r.dialled for r in talking), (
+        [r.dialled for r in talking],
+        [(k, d.get("agent"), d.get("to"), d.get("after")) for k, d in events],
+    )
+    trail = [
+        (k, d.get("agent") or d.get("to"))
+        for k, d in events
+        if k in ("answered", "transferred", "hung_up")
+    ]
+    assert trail[0] == ("answered", "bob"), trail
+    assert ("transferred", "sip:dave") in [(k, (v or "")[:8]) for k, v in trail] or any(
+        k == "transferred" and "dave" in str(v) for k, v in trail
+    ), trail
+    assert trail[-1][0] == "hung_up", trail

@@ -65,8 +65,17 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
 
 
 async def _baresip(
-    tmp: Path, gw: Gateway, user: str, commands: list[str], seconds: int, *, answer: str = "auto"
+    tmp: Path,
+    gw: Gateway,
+    user: str,
+    commands: list[str],
+    seconds: int,
+    *,
+    answer: str = "auto",
+    console_port: int | None = None,
 ) -> asyncio.subprocess.Process:
+    """baresip as ``user``'s softphone; ``console_port``: its UDP console takes commands
+    (``/transfer sip:...``) while it runs."""
     binary = shutil.which("baresip")
     assert binary, "baresip is not installed: run scripts/bootstrap --test"
     conf = tmp / f"baresip-{user}"
@@ -94,6 +103,11 @@ async def _baresip(
                 "module aufile.so",
                 "module_app account.so",
                 "module_app menu.so",
+                *(
+                    ["module cons.so", f"cons_listen 127.0.0.1:{console_port}"]
+                    if console_port
+                    else []
+                ),
                 "",
             ]
         )
@@ -235,3 +249,55 @@ async def test_transfer_by_rerouting_bridges_the_caller_to_an_agents_softphone(
     assert result["agent_stats"]["packets_in"] > 50, result
     assert result["caller_stats"]["packets_out"] > 50, result
     assert result["agent_stats"]["packets_out"] > 50, result
+
+
+async def test_an_employee_dials_a_colleagues_extension_and_they_talk(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    bob = await _baresip(tmp_path, gateway, "bob", [], 20)
+    await _registered(gateway, "bob")
+    port = gateway.config.server.sip_port
+    console = free_port()
+    alice = await _baresip(tmp_path, gateway, "alice", [], 10, console_port=console)
+    await _registered(gateway, "alice")  # a phone dials once it is registered
+    transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+        asyncio.DatagramProtocol, remote_addr=("127.0.0.1", console)
+    )
+    transport.sendto(f"/dial sip:2002@127.0.0.1:{port}\n".encode())
+    transport.close()
+    stats: list[dict[str, Any]] = []
+    async with asyncio.timeout(20):
+        while len(stats) < 2:
+            legs = [r.session for r in gateway.calls.values() if r.session is not None]
+            if len(legs) == 2 and all(s.state == "answered" and s.bridged_to for s in legs):
+                await asyncio.sleep(2.0)
+                stats = [await s.stats() for s in legs]
+            else:
+                await asyncio.sleep(0.1)
+    out = await _finish(alice)
+    bob.terminate()
+    await _finish(bob)
+    assert "Call established" in out, out[-2000:]
+    # Both phones' audio went through the bridge: each leg heard and sent about 50 packets/s.
+    assert all(s["packets_in"] > 50 and s["packets_out"] > 50 for s in stats), stats
+    async with asyncio.timeout(10):
+        while gateway.calls:
+            await asyncio.sleep(0.1)
+
+
+async def test_a_stranger_cannot_dial_an_employees_extension(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    """Only phones registered here may ring a colleague directly (no toll fraud, no spam)."""
+    from tests.interop.harness import run_sipp
+
+    port = gateway.config.server.sip_port
+    result = await asyncio.to_thread(
+        run_sipp,
+        ["-sn", "uac", "-s", "2002", "-m", "1", "-recv_timeout", "3000"],
+        workdir=tmp_path / "stranger",
+        target=f"127.0.0.1:{port}",
+        timeout=15,
+    )
+    assert result.successful == 0, result.stdout
+    assert not gateway.calls
