@@ -363,6 +363,9 @@ class CallSession:
         if self.bridged_to is not None and self.bridged_to is not other:
             await self.unbridge()
         await self.media.request("bridge", a=self.chan, b=other.chan)
+        old = other.bridged_to
+        if old is not None and old is not self and old.bridged_to is other:
+            old.bridged_to = None  # other leaves its previous conversation (attended transfer)
         self.bridged_to, other.bridged_to = other, self
 
     async def unbridge(self) -> None:

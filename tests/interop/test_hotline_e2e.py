@@ -536,3 +536,87 @@ async def test_an_agent_transfers_the_caller_to_a_colleague_from_their_softphone
         k == "transferred" and "dave" in str(v) for k, v in trail
     ), trail
     assert trail[-1][0] == "hung_up", trail
+
+
+async def test_an_agent_consults_a_colleague_then_completes_an_attended_transfer(
+    center: ContactCenter, tmp_path: Path
+) -> None:
+    """bob answers on one phone, calls extension 1004 (dave) from his second phone to consult,
+    then his first phone sends REFER with Replaces naming that consultation: the caller is
+    joined to dave, and both of bob's calls are hung up."""
+    from tests.interop.harness import SCENARIOS, run_sipp
+
+    gw = center.gw
+    phone_a, phone_b = free_port(), free_port()
+    BOB = ["-ap", "bob-demo-1", "-m", "1"]
+
+    async def register(port: int) -> None:
+        reg = await asyncio.to_thread(
+            run_sipp,
+            ["-sf", str(SCENARIOS / "register.xml"), "-s", "bob", "-au", "bob", *BOB],
+            workdir=tmp_path / f"register-{port}",
+            target=sip_address(gw),
+            timeout=20,
+            local_port=port,
+        )
+        assert reg.successful == 1, reg.stdout + reg.errors
+
+    await register(phone_a)
+    dave = await _baresip(tmp_path, gw, "dave", [], 40)
+    async with asyncio.timeout(15):
+        while not gw.registrar.contacts("dave", gw.loop.time()):
+            await asyncio.sleep(0.1)
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        write_rtp_pcap(tmp_path / d / "phone.pcap", pcmu_packets(silence(30.0), ssrc=0x7070))
+    agent_a = await asyncio.create_subprocess_exec(
+        "sipp", "-sf", str(SCENARIOS / "agent_attended_transfer.xml"),
+        "-i", "127.0.0.1", "-p", str(phone_a), "-mi", "127.0.0.1",
+        "-mp", str(free_port(pair=True)), "-m", "1", "-nostdin", "-timeout", "60s",
+        "-key", "hotline", sip_address(gw),
+        "-trace_err", "-error_file", str(tmp_path / "a" / "errors.log"),
+        "-trace_msg", "-message_file", str(tmp_path / "a" / "messages.log"),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        cwd=tmp_path / "a",
+    )  # fmt: skip
+    workdir = tmp_path / "caller"
+    keys_pcap(workdir, "121", then_silence=30.0)
+    try:
+        async with sipp(
+            "media_caller_pcap.xml", workdir=workdir, target=sip_address(gw), timeout=60
+        ) as run:
+            case_id = await wait_case(center, "answered")
+            await register(phone_b)
+            agent_b = await asyncio.create_subprocess_exec(
+                "sipp", sip_address(gw), "-sf", str(SCENARIOS / "agent_consult_call.xml"),
+                "-s", "1004", "-i", "127.0.0.1", "-p", str(phone_b), "-mi", "127.0.0.1",
+                "-mp", str(free_port(pair=True)), "-m", "1", "-nostdin", "-timeout", "60s",
+                "-cid_str", "consult-1@127.0.0.1",
+                "-trace_err", "-error_file", str(tmp_path / "b" / "errors.log"),
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+                cwd=tmp_path / "b",
+            )  # fmt: skip
+            await wait_case(center, "transferred", within=30)
+            await asyncio.sleep(1.0)
+            caller = next(
+                r.session for r in gw.calls.values() if r.session and r.session.dialled == "1000"
+            )
+            joined = caller.bridged_to
+            assert joined is not None and "dave" in joined.dialled, joined
+            assert await asyncio.wait_for(agent_a.wait(), 20) == 0, (
+                tmp_path / "a" / "messages.log"
+            ).read_text()[-4000:]
+            assert await asyncio.wait_for(agent_b.wait(), 20) == 0
+            dave.terminate()
+            await run.wait(40)
+    finally:
+        for p in (agent_a,):
+            if p.returncode is None:
+                p.kill()
+                await p.wait()
+    await _finish(dave)
+    events = await case_events(center, case_id)
+    kinds = [k for k, _ in events]
+    assert kinds.index("answered") < kinds.index("transferred") < len(kinds) - 1, kinds
+    moved = next(d for k, d in events if k == "transferred")
+    assert moved["from_agent"] == "bob" and "dave" in moved["to"], moved
