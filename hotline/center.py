@@ -753,13 +753,16 @@ def add_center_routes(app: Any, center: ContactCenter) -> None:
         source = center.config.source
         if source.startswith("<"):
             raise web.HTTPConflict(text="the built-in demo configuration has no file to re-read")
+        from ivr.flow import FlowError
+
         try:
             fresh = await asyncio.to_thread(load_config, source)
-            version = center.reload_ivr(fresh.raw.get("ivr"))
+            try:
+                version = center.reload_ivr(fresh.raw.get("ivr"))
+            except FlowError as exc:
+                raise fresh.error(exc.path, exc.reason) from None  # file:line: path: reason
         except ConfigError as exc:
             return web.json_response({"ok": False, "error": str(exc)}, status=422)
-        except ValueError as exc:
-            return web.json_response({"ok": False, "error": f"{source}: {exc}"}, status=422)
         return web.json_response({"ok": True, "version": version})
 
     app.router.add_get("/api/acd", acd)

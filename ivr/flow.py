@@ -121,6 +121,7 @@ _KEYS: dict[str, set[str]] = {
         "pattern",
         "retries",
         "invalid_prompt",
+        "no_input_prompt",
         "confirm",
         "next",
         "on_failure",
@@ -189,7 +190,10 @@ def parse_ivr(table: Mapping[str, Any] | None, *, path: str = "ivr", version: in
         raise FlowError(f"{path}.holidays", 'expected a list of dates like "2026-10-01"')
     for i, h in enumerate(raw_h):
         try:
-            holidays.add(h if isinstance(h, dt.date) else dt.date.fromisoformat(str(h)))
+            if isinstance(h, dt.datetime):
+                holidays.add(h.date())
+            else:
+                holidays.add(h if isinstance(h, dt.date) else dt.date.fromisoformat(str(h)))
         except ValueError:
             raise FlowError(f"{path}.holidays[{i}]", f"not a date: {h!r}") from None
     cfg = IvrConfig(
@@ -220,7 +224,7 @@ def _node(name: str, t: Any, path: str) -> Node:
     if not isinstance(t, Mapping):
         raise FlowError(path, "expected a table with a type")
     kind = t.get("type")
-    if kind not in NODE_TYPES:
+    if not isinstance(kind, str) or kind not in NODE_TYPES:
         raise FlowError(
             f"{path}.type", f"expected one of {', '.join(sorted(NODE_TYPES))}, got {kind!r}"
         )
@@ -301,6 +305,11 @@ def _check_values(kind: str, o: dict[str, Any], path: str) -> None:
             tests = [k for k in ("equals", "matches", "in", "above", "below") if k in c]
             if len(tests) != 1:
                 raise FlowError(cp, "needs exactly one of equals, matches, in, above, below")
+            for k in ("above", "below"):
+                if k in c and (isinstance(c[k], bool) or not isinstance(c[k], int | float)):
+                    raise FlowError(f"{cp}.{k}", f"expected a number, got {c[k]!r}")
+            if "in" in c and (not isinstance(c["in"], list) or not c["in"]):
+                raise FlowError(f"{cp}.in", "expected a list of values")
             if "matches" in c:
                 try:
                     re.compile(str(c["matches"]))
@@ -347,7 +356,8 @@ def _check_refs(cfg: IvrConfig, flow: Flow, path: str) -> None:
                     f"{npath}.flow",
                     f"names flow {node.get('flow')!r}, which ivr.flows does not define",
                 )
-            if node.get("node") is not None and node.get("node") not in other.nodes:
+            n = node.get("node")
+            if n is not None and (not isinstance(n, str) or n not in other.nodes):
                 raise FlowError(
                     f"{npath}.node", f"flow {other.name!r} has no node {node.get('node')!r}"
                 )
@@ -392,7 +402,13 @@ def parse_hours(spec: str) -> tuple[dt.time, dt.time]:
     if h1 > 23 or m1 > 59 or h2 > 24 or m2 > 59 or (h2 == 24 and m2):
         raise ValueError(f"not a time range: {spec!r}")
     end = dt.time(23, 59, 59, 999999) if h2 == 24 else dt.time(h2, m2)
-    return dt.time(h1, m1), end
+    start = dt.time(h1, m1)
+    if start >= end:
+        raise ValueError(
+            f"{spec!r}: the start must be before the end (write overnight hours as two "
+            'entries: "22:00-24:00" and "00:00-06:00")'
+        )
+    return start, end
 
 
 def is_open(opened: Mapping[str, str], holidays: frozenset[dt.date], when: dt.datetime) -> bool:

@@ -129,9 +129,10 @@ async def run_flow(
                 },
             )
         elif kind == "goto":
+            source = node.name
             current = cfg.flow(str(node.get("flow")))
             node = current.nodes[node.get("node") or current.start]
-            record("ivr_branch", {"node": node.name, "to": f"{current.name}:{node.name}"})
+            record("ivr_branch", {"node": source, "to": f"{current.name}:{node.name}"})
             continue
         else:
             return await _terminal(session, node, lang)

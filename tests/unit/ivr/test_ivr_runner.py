@@ -775,10 +775,6 @@ async def test_goto_runs_another_flows_start_and_can_come_back() -> None:
     assert r.events[1][1]["to"] == "billing:intro"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runner records the goto's branch with node = the destination node, not the goto node",
-)
 async def test_goto_branch_event_names_the_goto_node() -> None:
     r = await run(flows(TWO_FLOWS), ["1"])
     assert r.events[1] == ("ivr_branch", {"node": "to_billing", "to": "billing:intro"})
