@@ -581,7 +581,7 @@ class Gateway:
             dialled=number,
             started=self.loop.time(),
             handle=handle,
-            extra={"route": how},
+            extra={"route": how, "source": event.source},
         )
         self.calls[handle] = record
         if entry is not None and (entry.kind == "echo" or entry.kind in self.handlers):
@@ -650,6 +650,13 @@ class Gateway:
                 rerouter=self.reroute,
             )
             record.session = session
+            # How to call this caller back later (a voicemail or callback request): their
+            # number through the trunk they came in on, or their phone's own address.
+            if record.extra.get("route", "").startswith("trunk:") and record.caller:
+                session.vars["callback_uri"] = record.caller
+            elif record.caller and record.extra.get("source"):
+                ip, port = record.extra["source"]
+                session.vars["callback_uri"] = f"sip:{record.caller}@{format_hostport(ip, port)}"
             try:
                 if fields:
                     await self.media.request("update", chan=record.chan, **fields)
@@ -942,10 +949,8 @@ class Gateway:
             extra={},
         )
 
-    async def dial_number(
-        self, number: str, trunk_name: str, *, caller: str = "", hold_seconds: float = 1.0
-    ) -> dict[str, Any]:
-        """Call a PSTN number through a trunk, presenting the trunk's caller-id rules."""
+    def _trunk_call(self, number: str, trunk_name: str, caller: str) -> dict[str, Any]:
+        """Where and how to call ``number`` through a trunk (caller-id rules applied)."""
         trunk = next((t for t in self.config.trunks if t.name == trunk_name), None)
         if trunk is None:
             raise LookupError(f"no trunk {trunk_name!r}")
@@ -960,18 +965,23 @@ class Gateway:
         shown, display, headers = apply_caller_id(rule, caller or "hotline", None)
         host = format_hostport(trunk.address[0], trunk.address[1])
         public = self.config.server.public_host
-        return await self._dial(
-            f"sip:{dialled}@{host};user=phone",
-            trunk.address,
-            transport="udp",
-            to_uri=f"sip:{dialled}@{host};user=phone",
-            hold_seconds=hold_seconds,
-            ring_timeout=60.0,
-            extra={"trunk": trunk.name, "caller_id": shown},
-            from_uri=f"sip:{shown}@{public}",
-            from_display=display,
-            headers=headers,
-        )
+        return {
+            "uri": f"sip:{dialled}@{host};user=phone",
+            "dest": trunk.address,
+            "transport": "udp",
+            "to_uri": f"sip:{dialled}@{host};user=phone",
+            "extra": {"trunk": trunk.name, "caller_id": shown},
+            "from_uri": f"sip:{shown}@{public}",
+            "from_display": display,
+            "headers": headers,
+        }
+
+    async def dial_number(
+        self, number: str, trunk_name: str, *, caller: str = "", hold_seconds: float = 1.0
+    ) -> dict[str, Any]:
+        """Call a PSTN number through a trunk, presenting the trunk's caller-id rules."""
+        call = self._trunk_call(number, trunk_name, caller)
+        return await self._dial(**call, hold_seconds=hold_seconds, ring_timeout=60.0)
 
     async def _dial(
         self,
@@ -1032,6 +1042,12 @@ class Gateway:
                 extra={"agent": agent.id},
                 from_uri=f"sip:{caller}@{host}",
             )
+            return session
+        digits = target.lstrip("+")
+        if digits.isdigit() and len(digits) >= 5 and self.config.trunks:
+            # A phone number (a callback to a PSTN caller): out through the first trunk.
+            call = self._trunk_call(target, self.config.trunks[0].name, "")
+            _, session = await self._originate(**call, ring_timeout=ring_timeout)
             return session
         uri = parse_uri(target)  # SipParseError (a ValueError) on junk
         if uri.scheme not in ("sip", "sips"):
