@@ -695,7 +695,13 @@ def validate_sections(config: Config) -> None:
         parse_ivr(config.raw.get("ivr"))
     except FlowError as exc:
         raise config.error(exc.path, exc.reason) from None
+    extensions = {a.extension: a.id for a in config.agents if a.extension}
     for ep in config.entry_points:
+        if ep.number in extensions:
+            raise config.error(
+                f"entry_points.{ep.number}",
+                f"is also the extension of agent {extensions[ep.number]!r}: pick another number",
+            )
         if ep.kind in ("queue", "voicemail") and ep.target not in config.raw.get("acd", {}).get(
             "queues", {}
         ):
