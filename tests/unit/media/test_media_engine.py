@@ -213,3 +213,30 @@ def test_rtcp_reports_go_out_and_peer_reports_are_read() -> None:
     srs = [p for d in reports for p in parse_compound(d) if isinstance(p, SenderReport)]
     assert srs and srs[-1].reports and srs[-1].reports[0].cumulative_lost >= 5
     assert eng.channel_stats(eng.get("c"))["lost"] == 10
+
+
+def test_keys_are_sent_as_rfc4733_events_or_as_tones_when_none_was_negotiated() -> None:
+    from media_gateway.rtp.dtmf import DtmfReceiver
+
+    eng = MediaEngine(rng=random.Random(10))
+    eng.open("c", 0.0, remote=CALLER, te_pt=101)
+    n = eng.send_dtmf("c", "12", 0.0)
+    out, _, _ = eng.drain()
+    packets = sent(out, "c")
+    assert n == len(packets) > 6 and {p.payload_type for p in packets} == {101}
+    rx = DtmfReceiver()
+    got = [d.digit for p in packets for d in rx.feed(p, 0.0) if hasattr(d, "duration_ms")]
+    assert got == ["1", "2"]
+    # Without telephone-event the keys are played as tones in the audio.
+    eng.open("t", 0.0, remote=AGENT, te_pt=None)
+    eng.send_dtmf("t", "5", 0.0)
+    frames = []
+    for k in range(1, 20):
+        eng.tick(k * 0.02)
+        out, _, _ = eng.drain()
+        frames += sent(out, "t")
+    audio = g711.decode(b"".join(p.payload for p in frames), "PCMU")
+    spectrum = np.abs(np.fft.rfft(audio.astype(float)))
+    freqs = np.fft.rfftfreq(audio.size, 1 / 8000)
+    top = sorted(freqs[np.argsort(spectrum)[-2:]])
+    assert abs(top[0] - 770) < 20 and abs(top[1] - 1336) < 20
