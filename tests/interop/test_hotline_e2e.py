@@ -100,12 +100,20 @@ async def wait_case(cc: ContactCenter, kind: str, within: float = 40.0) -> int:
     raise AssertionError(f"no case reached {kind!r}: {seen}; ACD: {cc.engine.snapshot()}")
 
 
-def keys_pcap(workdir: Path, digits: str, *, gap: float = 0.6, then_silence: float = 0.0) -> None:
+def keys_pcap(
+    workdir: Path,
+    digits: str,
+    *,
+    gap: float = 0.6,
+    then_silence: float = 0.0,
+    ssrc: int = 0x5151,
+    name: str = "caller.pcap",
+) -> None:
     """RFC 4733 key presses as a caller's phone sends them (a new event timestamp per key),
     ``gap`` seconds apart, for SIPp's play_pcap_audio; then ``then_silence`` seconds of
     silent audio (a phone keeps sending RTP while it listens)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    sender = DtmfSender(payload_type=101, ssrc=0x5151)
+    sender = DtmfSender(payload_type=101, ssrc=ssrc)
     frames: list[tuple[float, bytes]] = []
     seq, t = 1, 1_000_000.0
     for i, digit in enumerate(digits):
@@ -115,9 +123,9 @@ def keys_pcap(workdir: Path, digits: str, *, gap: float = 0.6, then_silence: flo
             seq += 1
         t += packets[-1].offset + gap
     if then_silence > 0:
-        for i, pkt in enumerate(pcmu_packets(silence(then_silence), ssrc=0x5152)):
+        for i, pkt in enumerate(pcmu_packets(silence(then_silence), ssrc=ssrc + 1)):
             frames.append((t + 0.02 * i, udp_frame(pkt, ident=seq + i)))
-    write_pcap(workdir / "caller.pcap", frames)
+    write_pcap(workdir / name, frames)
 
 
 async def test_caller_keys_through_the_menu_and_reaches_a_registered_agent(
@@ -620,3 +628,40 @@ async def test_an_agent_consults_a_colleague_then_completes_an_attended_transfer
     assert kinds.index("answered") < kinds.index("transferred") < len(kinds) - 1, kinds
     moved = next(d for k, d in events if k == "transferred")
     assert moved["from_agent"] == "bob" and "dave" in moved["to"], moved
+
+
+@pytest.mark.parametrize("center", [{"support__announce_every": 3}], indirect=True)
+async def test_waiting_callers_hear_their_position_and_may_ask_for_a_callback(
+    center: ContactCenter, tmp_path: Path
+) -> None:
+    gw = center.gw
+    announced: list[tuple[int, float]] = []
+    original = center._announce
+
+    async def spy(w: Any, position: int, ewt: float) -> None:
+        announced.append((position, ewt))
+        await original(w, position, ewt)
+
+    center._announce = spy  # type: ignore[method-assign]
+    workdir = tmp_path / "caller"
+    keys_pcap(workdir, "121", then_silence=8.0, name="first.pcap")
+    keys_pcap(workdir, "2", then_silence=8.0, ssrc=0x6161, name="second.pcap")
+    concat_pcaps(
+        [workdir / "first.pcap", workdir / "second.pcap"], workdir / "caller.pcap", gap=0.1
+    )
+    async with sipp(
+        "media_caller_pcap.xml", workdir=workdir, target=sip_address(gw), timeout=60
+    ) as run:
+        case_id = await wait_case(center, "note", within=40)
+        rc = await run.wait(40)  # after the confirmation the hotline hangs up
+        assert rc == 0, run.report()
+    events = await case_events(center, case_id)
+    assert announced and announced[0][0] == 1, announced  # first in line
+    queued = [d for k, d in events if k == "queued"]
+    assert [d.get("kind", "call") for d in queued] == ["call", "callback"]
+    note = next(d for k, d in events if k == "note")
+    assert note["text"] == "callback requested"
+    # The request waits for an agent in the caller's place (queued work, not a call).
+    waiting = center.engine.snapshot()["queues"]["support"]["calls"]
+    assert [c["kind"] for c in waiting] == ["callback"]
+    assert waiting[0]["since_enqueued"] > waiting[0]["waited"]
