@@ -210,13 +210,32 @@ def _trace_digest(sc: Scenario) -> str:
     return h.hexdigest()
 
 
+ROOT = HERE.parents[2]
+
+
+def _portable(value: Any) -> Any:
+    """Scenario file paths relative to the repository, so any clone compares equal."""
+    if isinstance(value, dict):
+        return {
+            k: (
+                os.path.relpath(v, ROOT)
+                if k == "source" and isinstance(v, str) and os.path.isabs(v)
+                else _portable(v)
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_portable(v) for v in value]
+    return value
+
+
 def compute(sc: Scenario) -> dict[str, Any]:
     result = simulate(sc)
     doc = result_json(result)
     perf = doc.pop("performance")
     intervals = doc["figures"].pop("intervals")
     return {
-        "figures": json.loads(json.dumps(doc, sort_keys=True)),
+        "figures": _portable(json.loads(json.dumps(doc, sort_keys=True))),
         "intervals": hashlib.sha256(json.dumps(intervals, sort_keys=True).encode()).hexdigest(),
         "runs": [_run_digest(r) for r in result.runs],
         "trace": _trace_digest(sc),
