@@ -586,6 +586,10 @@ class Gateway:
         self.calls[handle] = record
         if entry is not None and (entry.kind == "echo" or entry.kind in self.handlers):
             self._spawn(self._start_session(record, offer, entry.kind))
+        elif entry is not None and entry.kind == "agent":
+            # A public number that rings one employee directly (kind = "agent", target = id).
+            record.extra["callee"] = entry.target
+            self._spawn(self._start_session(record, offer, "extension"))
         elif agent is not None and self._is_internal(event.source):
             # An employee's phone dialling a colleague's extension: ring them and bridge.
             record.extra["callee"] = agent.id

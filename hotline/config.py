@@ -695,6 +695,17 @@ def validate_sections(config: Config) -> None:
         parse_ivr(config.raw.get("ivr"))
     except FlowError as exc:
         raise config.error(exc.path, exc.reason) from None
+    vm = config.raw.get("voicemail", {})
+    if not isinstance(vm, dict):
+        raise config.error("voicemail", "expected a table")
+    for key, value in vm.items():
+        if key not in ("keep_days", "max_seconds", "silence_seconds", "stop_digits"):
+            raise config.error(f"voicemail.{key}", "unknown key")
+        if key == "stop_digits":
+            if not isinstance(value, str) or any(c not in "0123456789*#ABCD" for c in value):
+                raise config.error(f"voicemail.{key}", f'expected keys such as "#", got {value!r}')
+        elif isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise config.error(f"voicemail.{key}", f"expected a number > 0, got {value!r}")
     extensions = {a.extension: a.id for a in config.agents if a.extension}
     for ep in config.entry_points:
         if ep.number in extensions:

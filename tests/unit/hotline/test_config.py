@@ -139,3 +139,25 @@ def test_demo_acd_section_is_valid() -> None:
     from hotline.config import validate_sections
 
     validate_sections(load_config(None))
+
+
+def test_contact_center_sections_are_checked_at_start_up() -> None:
+    """An entry point shadowing an extension, a bad voicemail setting and an unknown queue
+    target all stop start-up with the file, the line and the key."""
+    from hotline.config import ConfigError, parse_config, validate_sections
+
+    base = (
+        '[[agents]]\nid = "alice"\npassword = "pw-alice"\nextension = "1001"\n'
+        '[acd.queues.sales]\nstrategy = "longest-idle"\n'
+    )
+    cases = [
+        ('[entry_points]\n"1001" = { kind = "hotline" }\n', "entry_points.1001"),
+        ("[voicemail]\nkeep_days = -1\n", "voicemail.keep_days"),
+        ('[voicemail]\nstop_digits = "x"\n', "voicemail.stop_digits"),
+        ('[entry_points]\n"2000" = { kind = "queue", target = "nope" }\n', "entry_points.2000"),
+    ]
+    for extra, key in cases:
+        config = parse_config(base + extra, file="site.toml")
+        with pytest.raises(ConfigError) as err:
+            validate_sections(config)
+        assert key in str(err.value) and "site.toml:" in str(err.value), str(err.value)
