@@ -25,6 +25,7 @@ import json
 import os
 import random
 import resource
+import signal
 import socket
 import sys
 import time
@@ -560,6 +561,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rtp-timeout", type=float, default=0.0)
     args = parser.parse_args(argv)
     raise_fd_limit()
+    # The signalling process owns our lifetime: we exit when it closes our stdin (also when it
+    # dies). A SIGTERM/SIGINT sent to the whole group (systemd stop, Ctrl-C) must not end media
+    # before the parent has hung up its calls, nor make it restart us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         import uvloop
     except ImportError:

@@ -166,3 +166,22 @@ async def test_a_port_that_fails_to_bind_is_not_leaked() -> None:
     ports = [(await media.request("open", chan=f"c{i}"))["port"] for i in range(3)]
     assert sorted(ports) == [31400, 31402, 31404]
     await media.close()
+
+
+async def test_the_media_process_outlives_a_group_sigterm_until_its_parent_lets_go() -> None:
+    """systemd (or Ctrl-C) signals the whole process group: media must keep running until the
+    signalling process has hung up its calls and closed the pipe, and must not be restarted."""
+    import os
+    import signal
+
+    media = MediaProcess(port_min=31500, port_max=31600)
+    await media.start()
+    try:
+        os.kill(media.pid, signal.SIGTERM)
+        os.kill(media.pid, signal.SIGINT)
+        await asyncio.sleep(0.3)
+        assert (await media.request("ping"))["pid"] == media.pid
+        assert media.restarts == 0
+    finally:
+        await media.close()
+    assert media.proc is None and media.restarts == 0
