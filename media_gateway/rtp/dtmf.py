@@ -18,6 +18,8 @@ EVENT_CODES = "0123456789*#ABCD"
 """RFC 4733 §3.2 event codes 0..15 for DTMF digits, by index."""
 EVENT_FLASH = 16
 DEFAULT_END_TIMEOUT = 0.25
+DEFAULT_LONG_PRESS = 0.5
+"""A key held longer than this is reported while still held (once)."""
 """Seconds without a packet after which an event whose end packets were lost is reported."""
 
 _EVENT = struct.Struct("!BBH")
@@ -91,12 +93,22 @@ class DtmfReceiver:
     :class:`DtmfDigit` when its end packet arrives; the retransmitted end packets, and any late
     packet of an event already reported, are absorbed. When end packets are lost the digit is
     reported by ``poll(now)`` once ``end_timeout`` passes without packets, or as soon as a
-    packet with a new timestamp starts the next event.
+    packet with a new timestamp starts the next event. A key held longer than ``long_press``
+    (found with baresip, whose console sends one event until the next key) is reported while
+    still held, once; its end is then absorbed.
     """
 
-    def __init__(self, *, clock_rate: int = 8000, end_timeout: float = DEFAULT_END_TIMEOUT) -> None:
+    def __init__(
+        self,
+        *,
+        clock_rate: int = 8000,
+        end_timeout: float = DEFAULT_END_TIMEOUT,
+        long_press: float = DEFAULT_LONG_PRESS,
+    ) -> None:
         self.clock_rate = clock_rate
         self.end_timeout = end_timeout
+        self.long_press_units = int(long_press * clock_rate)
+        self._reported = False
         self._current: tuple[int, int] | None = None  # (ssrc, timestamp)
         self._digit = ""
         self._started_at = 0.0
@@ -111,13 +123,19 @@ class DtmfReceiver:
     def poll(self, now: float) -> list[DtmfDigit]:
         """Report an event whose end packets never came once ``end_timeout`` has passed."""
         if self._current is not None and now >= self._last_at + self.end_timeout:
-            return [self._finish()]
+            d = self._finish()
+            return [d] if d is not None else []
         return []
 
-    def _finish(self) -> DtmfDigit:
+    def _finish(self) -> DtmfDigit | None:
         assert self._current is not None
         self._done.append(self._current)
         self._current = None
+        if self._reported:  # a long press, already reported while it was held
+            return None
+        return self._digit_now()
+
+    def _digit_now(self) -> DtmfDigit:
         return DtmfDigit(
             digit=self._digit,
             method="rfc4733",
@@ -142,17 +160,27 @@ class DtmfReceiver:
             cur_ssrc, cur_ts = self._current
             if cur_ssrc == packet.ssrc and ts_diff(packet.timestamp, cur_ts) < 0:
                 return out  # an older event arriving late: already superseded
-            out.append(self._finish())
+            d = self._finish()
+            if d is not None:
+                out.append(d)
         if self._current is None:
             self._current = key
             self._digit = digit
             self._started_at = now
             self._duration = 0
+            self._reported = False
             out.append(DtmfStarted(digit=digit, at=now))
         self._last_at = now
         self._duration = max(self._duration, ev.duration)
         if ev.end:
-            out.append(self._finish())
+            d = self._finish()
+            if d is not None:
+                out.append(d)
+        elif not self._reported and self._duration >= self.long_press_units:
+            # A key held down (a phone that sends no end until the key is released, or a
+            # console "press"): report it now, once, instead of waiting for the release.
+            self._reported = True
+            out.append(self._digit_now())
         return out
 
 

@@ -665,3 +665,56 @@ async def test_waiting_callers_hear_their_position_and_may_ask_for_a_callback(
     waiting = center.engine.snapshot()["queues"]["support"]["calls"]
     assert [c["kind"] for c in waiting] == ["callback"]
     assert waiting[0]["since_enqueued"] > waiting[0]["waited"]
+
+
+async def test_an_agent_hears_a_message_and_calls_the_caller_back_with_one_key(
+    center: ContactCenter, tmp_path: Path
+) -> None:
+    """alice leaves a message on 1999 from her softphone and hangs up; carol logs in, hears it,
+    presses 1, and the hotline calls alice back and joins them."""
+    gw = center.gw
+    alice_console, carol_console = free_port(), free_port()
+    alice = await _baresip(tmp_path, gw, "alice", [], 60, console_port=alice_console)
+    loop = asyncio.get_running_loop()
+
+    async def type_into(console: int, text: str) -> None:
+        transport, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, remote_addr=("127.0.0.1", console)
+        )
+        transport.sendto(text.encode())
+        transport.close()
+
+    async with asyncio.timeout(15):
+        while not gw.registrar.contacts("alice", gw.loop.time()):
+            await asyncio.sleep(0.1)
+    port = gw.config.server.sip_port
+    await type_into(alice_console, f"/dial sip:1999@127.0.0.1:{port}\n")
+    case_id = await wait_case(center, "entered", within=15)
+    await asyncio.sleep(11.0)  # the greeting (about 7 s), the beep, then about 3 s of message
+    await type_into(alice_console, "/hangup\n")
+    await wait_case(center, "voicemail_left", within=15)
+    carol = await _baresip(tmp_path, gw, "carol", [], 60, console_port=carol_console)
+    async with asyncio.timeout(30):
+        while not any(
+            k == "answered" for k, _ in await case_events(center, case_id)
+        ):  # the message is offered to carol as soon as she is logged in
+            await asyncio.sleep(0.2)
+    await asyncio.sleep(3.0)
+    await type_into(carol_console, "1")  # a key press during the call: RFC 4733
+    async with asyncio.timeout(40):
+        while not any(
+            k == "transferred" and d.get("kind") == "callback"
+            for k, d in await case_events(center, case_id)
+        ):
+            await asyncio.sleep(0.2)
+    events = await case_events(center, case_id)
+    back = next(d for k, d in events if k == "transferred" and d.get("kind") == "callback")
+    await type_into(carol_console, "/hangup\n")
+    await asyncio.sleep(1.0)
+    alice.terminate()
+    carol.terminate()
+    out_alice = await _finish(alice)
+    await _finish(carol)
+    assert back["ok"] is True, events
+    assert "sip:alice@127.0.0.1" in back["target"], back
+    assert out_alice.count("Call established") >= 2, out_alice[-3000:]  # her call, then ours

@@ -191,3 +191,27 @@ def test_info_bodies() -> None:
     ctype, body = build_dtmf_relay("a", 100)
     assert (ctype, body) == ("application/dtmf-relay", b"Signal=A\r\nDuration=100\r\n")
     assert parse_info_body(ctype, body, at=0).digit == "A"
+
+
+def test_a_key_held_down_is_reported_once_while_held_not_only_at_its_release() -> None:
+    from media_gateway.rtp.dtmf import DtmfDigit, DtmfReceiver, TelephoneEvent
+    from media_gateway.rtp.packet import RtpPacket
+
+    rx = DtmfReceiver()
+    reported: list[tuple[str, float]] = []
+    for i in range(150):  # 3 s of updates every 20 ms, no end bit yet
+        payload = TelephoneEvent(event=1, duration=160 * (i + 1)).to_bytes()
+        pkt = RtpPacket(
+            payload_type=101, sequence_number=i, timestamp=4000, ssrc=9, payload=payload
+        )
+        reported += [
+            (d.digit, i * 0.02) for d in rx.feed(pkt, i * 0.02) if isinstance(d, DtmfDigit)
+        ]
+    end = TelephoneEvent(event=1, end=True, duration=24000).to_bytes()
+    for j in range(3):
+        pkt = RtpPacket(
+            payload_type=101, sequence_number=150 + j, timestamp=4000, ssrc=9, payload=end
+        )
+        reported += [(d.digit, 3.0) for d in rx.feed(pkt, 3.0) if isinstance(d, DtmfDigit)]
+    assert [d for d, _ in reported] == ["1"]
+    assert reported[0][1] <= 0.5
