@@ -1008,11 +1008,10 @@ class AcdEngine:
             return
         cfg = q.cfg
         reason: Any = None
-        if c.kind != "call":
-            pass  # queued work (messages, callbacks) waits for an agent, whatever the queue's limits
-        elif cfg.when_no_agents != "join" and q.logged_in == 0:
+        # Queued work (messages, callbacks) waits for an agent, whatever the queue's limits.
+        if c.kind == "call" and cfg.when_no_agents != "join" and q.logged_in == 0:
             reason = "no_agents"
-        elif cfg.max_len is not None and len(q.waiting) >= cfg.max_len:
+        elif c.kind == "call" and cfg.max_len is not None and len(q.waiting) >= cfg.max_len:
             reason = "queue_full"
         if reason is None:
             self._join(c, q)

@@ -304,12 +304,10 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _rss_kb(pid: int) -> int:
-    try:
+    with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
-    except OSError:
-        pass
     return 0
 
 

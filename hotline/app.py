@@ -370,12 +370,11 @@ class Gateway:
             self._flush()
         elif isinstance(event, ev.ResponseReceived | ev.RequestTimedOut):
             status = event.response.status if isinstance(event, ev.ResponseReceived) else 408
-            if self._leg_request_done(event.transaction, status):
-                pass
-            elif isinstance(event, ev.ResponseReceived):
-                self._on_trunk_response(event)
-            else:
-                self._on_trunk_timeout(event)
+            if not self._leg_request_done(event.transaction, status):
+                if isinstance(event, ev.ResponseReceived):
+                    self._on_trunk_response(event)
+                else:
+                    self._on_trunk_timeout(event)
 
     def agent_presence(self, agent: str, present: bool) -> None:
         """An agent's first phone (SIP registration or browser) came, or the last one went."""
@@ -661,24 +660,34 @@ class Gateway:
             elif record.caller and record.extra.get("source"):
                 ip, port = record.extra["source"]
                 session.vars["callback_uri"] = f"sip:{record.caller}@{format_hostport(ip, port)}"
-            try:
-                if fields:
+            if fields:
+                try:
                     await self.media.request("update", chan=record.chan, **fields)
+                except MediaError as exc:
+                    log.error("media_failed", error=str(exc))
+                    await session.hangup("media_failed")
+                    return
+            await self._serve(session, kind, callee=str(record.extra.get("callee", "")))
+
+    async def _serve(self, session: CallSession, kind: str, *, callee: str = "") -> None:
+        """Run an entry point's service on a session (any channel); when it returns or fails,
+        the call ends with it."""
+        try:
+            with contextlib.suppress(SessionEnded):
                 if kind == "echo":
                     await session.answer()
-                    await self.media.request("echo", chan=record.chan, on=True)
-                    return
-                if kind == "extension":
-                    await self._call_extension(record, session, str(record.extra["callee"]))
-                    return
-                await self.handlers[kind](session)
-            except SessionEnded:
-                return
-            except MediaError as exc:
-                log.error("media_failed", error=str(exc))
-            except Exception:
-                log.exception("session_handler_failed", entry=kind)
-            if session.state != "ended" and record.handle in self.calls:
+                    await self.media.request("echo", chan=session.chan, on=True)
+                    await session.ended.wait()
+                elif kind == "extension":
+                    await self._call_extension(session, callee)
+                else:
+                    await self.handlers[kind](session)
+        except MediaError as exc:
+            log.error("media_failed", error=str(exc))
+        except Exception:
+            log.exception("session_handler_failed", entry=kind)
+        finally:
+            if session.state != "ended":
                 with contextlib.suppress(Exception):
                     await session.hangup("normal")
 
@@ -699,8 +708,9 @@ class Gateway:
                 peer_fraction_lost=stats.get("peer_fraction_lost", 0.0),
             )
 
-    async def _call_extension(self, record: CallRecord, session: CallSession, callee: str) -> None:
-        self._respond(record.handle, 180)
+    async def _call_extension(self, session: CallSession, callee: str) -> None:
+        if isinstance(session.leg, SipLeg):
+            self._respond(session.leg.handle, 180)  # ringback while the colleague's phone rings
         other = await self.originate(callee, ring_timeout=30.0, caller=session.caller)
         if other is None:
             await session.hangup("no_answer")  # unanswered: 480 to the caller
@@ -804,22 +814,8 @@ class Gateway:
                 entry=kind,
             )
             try:
-                if kind == "echo":
-                    await session.answer()
-                    await self.media.request("echo", chan=session.chan, on=True)
-                    await session.ended.wait()
-                else:
-                    await self.handlers[kind](session)
-            except SessionEnded:
-                pass
-            except MediaError as exc:
-                log.error("media_failed", error=str(exc))
-            except Exception:
-                log.exception("session_handler_failed", entry=kind)
+                await self._serve(session, kind)
             finally:
-                if session.state != "ended":
-                    with contextlib.suppress(Exception):
-                        await session.hangup("normal")
                 self.sessions.discard(session)
                 log.info("session_ended", by=session.ended_by, cause=session.cause)
 

@@ -699,14 +699,13 @@ class ContactCenter:
             choice = await voicemail.deliver(agent_leg, w.recording or None, prompt=prompt)
             if choice == "callback" and w.callback and agent_leg.state != "ended":
                 self.event(w.case_id, "note", agent, text="calling back", target=w.callback)
-                ok = await agent_leg.transfer(w.callback, mode="reroute")
-                self.event(
-                    w.case_id, "transferred", agent, target=w.callback, ok=ok, kind="callback"
-                )
-                if ok:
-                    await agent_leg.ended.wait()
-        except SessionEnded:
-            pass
+                with contextlib.suppress(SessionEnded):
+                    ok = await agent_leg.transfer(w.callback, mode="reroute")
+                    self.event(
+                        w.case_id, "transferred", agent, target=w.callback, ok=ok, kind="callback"
+                    )
+                    if ok:
+                        await agent_leg.ended.wait()
         finally:
             if agent_leg.state != "ended":
                 with contextlib.suppress(Exception):

@@ -69,7 +69,7 @@ async def deliver(agent_leg: CallSession, message_path: str | None, *, prompt: s
     """Play a queued message (or a callback request) to the agent who took it.
 
     Returns ``callback`` (the agent pressed 1), or ``done`` (no choice, or hung up)."""
-    try:
+    with contextlib.suppress(SessionEnded):  # the agent hung up: nothing chosen
         if message_path:
             await agent_leg.play(["agent_voicemail", "beep"], interruptible=False)
             await agent_leg.play(file=message_path, interruptible=True)
@@ -83,8 +83,6 @@ async def deliver(agent_leg: CallSession, message_path: str | None, *, prompt: s
                 continue
             if not got.digits:
                 break
-    except SessionEnded:
-        pass
     return "done"
 
 

@@ -9,6 +9,7 @@ so RTP pacing never waits behind SIP parsing or the ACD, and a second core is us
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import itertools
@@ -27,7 +28,7 @@ log = structlog.get_logger("hotline.media")
 EventHandler = Callable[[dict[str, Any]], None]
 
 
-class MediaClient:
+class MediaClient(abc.ABC):
     """Common part: event routing by channel id."""
 
     def __init__(self) -> None:
@@ -47,14 +48,14 @@ class MediaClient:
         except Exception:
             log.exception("media_event_handler_failed", media_event=event.get("event"))
 
-    async def start(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def start(self) -> None: ...
 
-    async def close(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def close(self) -> None: ...
 
-    async def request(self, op: str, **fields: Any) -> dict[str, Any]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def request(self, op: str, **fields: Any) -> dict[str, Any]: ...
 
 
 class LocalMedia(MediaClient):

@@ -358,7 +358,6 @@ def _sipp_uas(tmp: Path, port: int, media_port: int) -> subprocess.Popen[bytes]:
     )
 
 
-@pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp is not installed (sip-tester)")
 async def test_web_caller_bridged_to_a_sip_leg(tmp_path: Path) -> None:
     """The tone goes to SIPp as PCMU RTP, SIPp echoes it, it comes back through the bridge."""
     sip_port = free_port()

@@ -32,9 +32,7 @@ from tests.interop.test_webrtc import running
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-requires_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium is not installed (scripts/bootstrap --test installs it)"
-)
+
 TONE_HZ = 1000.0
 
 
@@ -103,7 +101,7 @@ class DevTools:
 
 @contextlib.asynccontextmanager
 async def chromium(wav: Path) -> AsyncIterator[tuple[DevTools, asyncio.subprocess.Process]]:
-    assert CHROMIUM is not None
+    assert CHROMIUM is not None, "chromium is missing: run scripts/bootstrap --test"
     with tempfile.TemporaryDirectory(prefix="hotline-chromium-") as profile:
         proc = await asyncio.create_subprocess_exec(
             CHROMIUM,
@@ -175,8 +173,8 @@ async def chromium(wav: Path) -> AsyncIterator[tuple[DevTools, asyncio.subproces
 
 
 async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
+    async for _ in stream:
+        continue
 
 
 async def _page(devtools: DevTools, url: str) -> str:
@@ -196,7 +194,6 @@ async def _page(devtools: DevTools, url: str) -> str:
     return session
 
 
-@requires_chromium
 async def test_chromium_calls_the_echo_test(tmp_path: Path) -> None:
     wav = _tone_wav(tmp_path / "tone-48k.wav")
     async with running(tmp_path) as run, chromium(wav) as (devtools, _proc):
@@ -231,7 +228,6 @@ async def test_chromium_calls_the_echo_test(tmp_path: Path) -> None:
                 await asyncio.sleep(0.05)
 
 
-@requires_chromium
 async def test_chromium_agent_page_answers_a_web_caller(tmp_path: Path) -> None:
     """``/agent`` logged in as alice; an aiortc caller's call is offered to it and bridged."""
     from media_gateway.session import CallSession
