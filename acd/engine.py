@@ -1254,9 +1254,9 @@ class AcdEngine:
                 self._reserve(c, pick[1])
             return
         if q.pick is not None:
-            a = q.pick(c, q.index.items, q.members, self._agents, step=c.step, now=self._now)
-            if a is not None:
-                self._reserve(c, self._agents[a.id])
+            picked = q.pick(c, q.index.items, q.members, self._agents, step=c.step, now=self._now)
+            if picked is not None:
+                self._reserve(c, self._agents[picked.id])
             return
         want = self._want_count(c)
         need = None if want is None else want - len(c.offers)

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
+from acd.config import AcdConfig
 from acd.model import CallKind, typed_equality
-
-if TYPE_CHECKING:
-    from acd.config import AcdConfig
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 """Default ``skills`` / ``data`` (shared and read-only)."""
