@@ -1,6 +1,6 @@
 """Simulator benchmark: hotline (the real ACD engine on the sim kernel) vs an equivalent SimPy model.
 
-    python -m bench.sim [--calls 200000] [--repeat 3] [--profile]
+    python -m bench.sim [--calls 200000] [--repeat 3] [--profile] [--no-pure]
 
 Two scenarios, each simulated by both in the same run on the *same callers* (identical arrival
 instants, handle times and patience, drawn once by ``sim.workload``):
@@ -16,6 +16,11 @@ two can be checked against each other. Each model runs ``--repeat`` times, alter
 best wall-clock time counts (the machine is shared: a burst of load hits both alike); CPU
 (process) time is reported beside it. Prints simulated calls per second for both and the ratio,
 then ONE JSON line with the figures.
+
+hotline runs its routing core as installed: compiled with mypyc when ``scripts/bootstrap`` built it
+(``hotline/native.py``), which is what the service and ``hotline sim`` run. Unless ``--no-pure``,
+the same benchmark also runs in a child process on the pure-Python source
+(``HOTLINE_PURE_PYTHON=1``), with its own SimPy baseline, and both are reported.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import json
 import math
 import os
 import pstats
+import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -34,6 +40,7 @@ from typing import Any
 import numpy as np
 import simpy
 
+from hotline import native_hook
 from sim.distributions import Streams
 from sim.model import run_replication
 from sim.scenario import Scenario, scenario_from_dict, single_queue
@@ -221,6 +228,18 @@ def bench_one(name: str, sc: Scenario, calls: int, profile: bool, repeat: int) -
     }
 
 
+def _pure_run(args: argparse.Namespace) -> dict[str, Any]:
+    """The same benchmark in a child process on the pure-Python routing core."""
+    env = dict(os.environ, **{native_hook.PURE_ENV: "1"})
+    cmd = [sys.executable, "-m", "bench.sim", "--no-pure"]
+    cmd += ["--calls", str(args.calls), "--repeat", str(args.repeat)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, timeout=3600)
+    summary: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    if summary.get("routing_core") != "pure":
+        raise RuntimeError("the child process did not run the pure-Python routing core")
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.sim", description=__doc__)
     parser.add_argument("--calls", type=int, default=200_000, help="callers per scenario")
@@ -228,11 +247,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs of each model, alternately; the best counts"
     )
+    parser.add_argument(
+        "--no-pure",
+        action="store_true",
+        help="skip the second run on the pure-Python routing core",
+    )
     args = parser.parse_args(argv)
     rows = [
         bench_one("single", single_scenario(), args.calls, args.profile, args.repeat),
         bench_one("multi", multi_scenario(), args.calls, args.profile, args.repeat),
     ]
+    native = native_hook.active()
+    core = "compiled (mypyc)" if native else "pure Python"
+    print(f"routing core: {core}")
     print(
         f"{'scenario':<8} {'calls':>9} {'hotline calls/s':>16} {'simpy calls/s':>14} {'ratio':>6}"
         f" {'cpu ratio':>9}"
@@ -249,8 +276,21 @@ def main(argv: list[str] | None = None) -> int:
     total_calls = sum(r["calls"] for r in rows)
     total_s = sum(r["hotline_seconds"] for r in rows)
     total_cpu = sum(r["hotline_cpu_seconds"] for r in rows)
+    pure = None if args.no_pure or not native else _pure_run(args)
+    if pure is not None:
+        print("routing core: pure Python (child process, its own SimPy baseline)")
+        for r in pure["rows"]:
+            print(
+                f"{r['scenario']:<8} {r['calls']:>9} {r['hotline_calls_per_second']:>16} "
+                f"{r['simpy_calls_per_second']:>14} {r['ratio']:>6.2f} {r['cpu_ratio']:>9.2f}"
+            )
+        for r, p in zip(rows, pure["rows"], strict=True):
+            speedup = p["hotline_cpu_seconds"] / r["hotline_cpu_seconds"]
+            print(f"{r['scenario']:<8} compiled / pure Python (CPU): {speedup:.2f}x")
+            r["speedup_vs_pure_python"] = round(speedup, 3)
     summary = {
         "bench": "sim",
+        "routing_core": "compiled" if native else "pure",
         "calls": args.calls,
         "repeat": args.repeat,
         "load_average": [round(x, 2) for x in os.getloadavg()],
@@ -263,6 +303,13 @@ def main(argv: list[str] | None = None) -> int:
         "min_ratio_vs_simpy": min(r["ratio"] for r in rows),
         "meets_10s_per_million": bool(total_s / total_calls * 1e6 < 10.0) if total_calls else False,
         "meets_2x_simpy": all(r["ratio"] >= 2.0 for r in rows),
+        "pure_python": None
+        if pure is None
+        else {
+            "rows": pure["rows"],
+            "seconds_per_million_calls": pure["seconds_per_million_calls"],
+            "min_ratio_vs_simpy": pure["min_ratio_vs_simpy"],
+        },
     }
     print(json.dumps(summary, allow_nan=False, default=lambda o: None if o is math.nan else o))
     return 0
