@@ -194,11 +194,12 @@ class _Run:
         self.waited = [True] * n
         self.agent_of = [-1] * n
         self.bridge_queue: list[str] = list(callers.queue)
-        self.entry = callers.entry.tolist()
-        self.handle = callers.handle.tolist()
-        self.patience = callers.patience.tolist()
-        self.call_queue = callers.queue
-        self.source = callers.source.tolist()
+        # typed, so the compiled loop (hotline/native.py) keeps them as native floats and ints
+        self.entry: list[float] = callers.entry.tolist()
+        self.handle: list[float] = callers.handle.tolist()
+        self.patience: list[float] = callers.patience.tolist()
+        self.call_queue: list[str] = callers.queue
+        self.source: list[int] = callers.source.tolist()
         sources = scenario.arrivals
         self.src_skills = [dict(s.skills) for s in sources]
         self.src_priority = [s.priority for s in sources]
