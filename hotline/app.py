@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import structlog
 from aiohttp import web
 
+from hotline import native_hook
 from hotline.api import build_app
 from hotline.config import Config, ConfigError, TrunkConfig, parse_hostport, validate_sections
 from hotline.logs import configure_logging
@@ -1272,6 +1273,7 @@ async def serve(config: Config, *, ready_file: str | None = None) -> int:
         config=config.source,
         data_dir=str(data_dir),
         pid=os.getpid(),
+        routing_core="compiled" if native_hook.active() else "pure-python",
     )
     # Garbage-collector pauses, not CPU, set the INVITE-to-200 tail: tens of thousands of
     # answered transactions linger 32 s (Timer J, RFC 6026 Accepted) and full collections

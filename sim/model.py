@@ -360,9 +360,9 @@ class _Run:
         staffing = self._staffing
         new = _new
         # CallArrived's remaining fields at their defaults (caller, data, enqueued_at, kind)
-        caller0, data0, enqueued0, kind0 = (
+        caller0, data0, enqueued0, kind0 = [
             CallArrived._field_defaults[f] for f in CallArrived._fields[5:]
-        )
+        ]
         pending: list[Any] = []
         # the scalars of the run, as locals (written back to ``self`` after the loop)
         seq = self.seq
