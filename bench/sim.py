@@ -228,6 +228,23 @@ def bench_one(name: str, sc: Scenario, calls: int, profile: bool, repeat: int) -
     }
 
 
+def _print_rows(title: str, rows: list[dict[str, Any]]) -> None:
+    print(title)
+    print(
+        f"{'scenario':<8} {'calls':>9} {'hotline calls/s':>16} {'simpy calls/s':>14} {'ratio':>6}"
+        f" {'cpu ratio':>9}"
+    )
+    for r in rows:
+        print(
+            f"{r['scenario']:<8} {r['calls']:>9} {r['hotline_calls_per_second']:>16} "
+            f"{r['simpy_calls_per_second']:>14} {r['ratio']:>6.2f} {r['cpu_ratio']:>9.2f}"
+        )
+        print(
+            f"         abandon rate: hotline {r['hotline_abandon_rate']:.4f}, "
+            f"simpy {r['simpy_abandon_rate']:.4f}"
+        )
+
+
 def _pure_run(args: argparse.Namespace) -> dict[str, Any]:
     """The same benchmark in a child process on the pure-Python routing core."""
     env = dict(os.environ, **{native_hook.PURE_ENV: "1"})
@@ -259,31 +276,15 @@ def main(argv: list[str] | None = None) -> int:
     ]
     native = native_hook.active()
     core = "compiled (mypyc)" if native else "pure Python"
-    print(f"routing core: {core}")
-    print(
-        f"{'scenario':<8} {'calls':>9} {'hotline calls/s':>16} {'simpy calls/s':>14} {'ratio':>6}"
-        f" {'cpu ratio':>9}"
-    )
-    for r in rows:
-        print(
-            f"{r['scenario']:<8} {r['calls']:>9} {r['hotline_calls_per_second']:>16} "
-            f"{r['simpy_calls_per_second']:>14} {r['ratio']:>6.2f} {r['cpu_ratio']:>9.2f}"
-        )
-        print(
-            f"         abandon rate: hotline {r['hotline_abandon_rate']:.4f}, "
-            f"simpy {r['simpy_abandon_rate']:.4f}"
-        )
+    _print_rows(f"routing core: {core}", rows)
     total_calls = sum(r["calls"] for r in rows)
     total_s = sum(r["hotline_seconds"] for r in rows)
     total_cpu = sum(r["hotline_cpu_seconds"] for r in rows)
     pure = None if args.no_pure or not native else _pure_run(args)
     if pure is not None:
-        print("routing core: pure Python (child process, its own SimPy baseline)")
-        for r in pure["rows"]:
-            print(
-                f"{r['scenario']:<8} {r['calls']:>9} {r['hotline_calls_per_second']:>16} "
-                f"{r['simpy_calls_per_second']:>14} {r['ratio']:>6.2f} {r['cpu_ratio']:>9.2f}"
-            )
+        _print_rows(
+            "routing core: pure Python (child process, its own SimPy baseline)", pure["rows"]
+        )
         for r, p in zip(rows, pure["rows"], strict=True):
             speedup = p["hotline_cpu_seconds"] / r["hotline_cpu_seconds"]
             print(f"{r['scenario']:<8} compiled / pure Python (CPU): {speedup:.2f}x")

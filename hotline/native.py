@@ -33,11 +33,11 @@ from hotline.native_hook import (
     ROOT,
     STAMP,
     active,
+    built_files,
     digest,
     interpreter_tag,
     read_stamp,
     source_path,
-    stale_reason,
 )
 
 
@@ -55,11 +55,8 @@ def status() -> str:
 def build(force: bool = False) -> bool:
     """Compile :data:`MODULES` into ``build/native`` unless the stamp says they are fresh.
     True when it compiled."""
-    stamp = read_stamp()
-    if not force and stamp is not None and stale_reason(stamp) is None:
-        files = stamp.get("files")
-        if isinstance(files, dict) and all((OUT / str(f)).is_file() for f in files.values()):
-            return False
+    if not force and built_files(read_stamp())[1] is None:
+        return False
     from mypyc.build import mypycify  # the build needs mypy; running does not
     from setuptools import setup
 

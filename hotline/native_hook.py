@@ -69,6 +69,24 @@ def stale_reason(stamp: dict[str, object]) -> str | None:
     return None
 
 
+def built_files(stamp: dict[str, object] | None) -> tuple[dict[str, Path], str | None]:
+    """The compiled module files of the build ``stamp`` describes, by module name, when they may
+    serve this process; otherwise no files and the reason why not."""
+    if stamp is None:
+        return {}, "not built (run scripts/build-native)"
+    reason = stale_reason(stamp)
+    if reason is not None:
+        return {}, reason
+    files = stamp.get("files")
+    if not isinstance(files, dict):
+        return {}, "the build stamp lists no files"
+    found = {str(name): OUT / str(rel) for name, rel in files.items()}
+    missing = [p for p in found.values() if not p.is_file()]
+    if missing:
+        return {}, f"missing {missing[0]}"
+    return found, None
+
+
 def read_stamp() -> dict[str, object] | None:
     try:
         data = json.loads(STAMP.read_text())
@@ -92,25 +110,14 @@ class _Finder(importlib.abc.MetaPathFinder):
             self.reason = f"{PURE_ENV} is set"
             return
         stamp = read_stamp()
-        if stamp is None:
-            self.reason = "not built (run scripts/build-native)"
-            return
-        reason = stale_reason(stamp)
-        files = stamp.get("files")
-        if reason is None and isinstance(files, dict):
-            found = {name: OUT / str(rel) for name, rel in files.items()}
-            missing = [str(p) for p in found.values() if not p.is_file()]
-            reason = f"missing {missing[0]}" if missing else None
-        if reason is not None:
-            self.reason = reason
+        self.files, reason = built_files(stamp)
+        self.reason = reason or "compiled"
+        if reason is not None and stamp is not None:  # built, but not for this source tree
             print(
                 f"hotline: running the pure-Python routing core: {reason}; "
                 "scripts/build-native compiles it again",
                 file=sys.stderr,
             )
-            return
-        self.files = found
-        self.reason = "compiled"
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
