@@ -41,8 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-WEIGHT_KEYS = ("skill", "idle", "occupancy", "group", "priority")
-"""Criteria of the ``weighted`` strategy (see ``routing.strategies.weighted``)."""
+from routing.weights import WEIGHT_KEYS
 
 SKILL_MIN = 1
 SKILL_MAX = 10

@@ -29,10 +29,10 @@ import math
 import random
 from collections.abc import Iterator, Mapping, Sequence
 
-from acd.config import WEIGHT_KEYS
 from routing.index import Entry
 from routing.skills import match_score, meets
 from routing.strategies.basic import _Ordered, _tier
+from routing.weights import WEIGHT_KEYS
 from routing.strategy import AgentLike, CallLike, Candidate, RoutingError, RoutingMemory, Scored
 from routing.widening import MemberInfo
 
