@@ -44,6 +44,8 @@ EVENT_KINDS: Final[frozenset[str]] = frozenset(
         "workgroup_changed",
         "type_changed",
         "due_changed",
+        "queue_changed",
+        "disposition_set",
         "reopened",
     }
 )
@@ -67,6 +69,8 @@ UPDATABLE_FIELDS: Final[dict[str, str]] = {
     "workgroup": "workgroup_changed",
     "case_type": "type_changed",
     "due_at": "due_changed",
+    "queue": "queue_changed",
+    "disposition": "disposition_set",
 }
 
 
@@ -97,6 +101,10 @@ class Case:
     """Escalation deadline (epoch seconds) or None for no deadline."""
     created_at: float = 0.0
     updated_at: float = 0.0
+    queue: str = ""
+    """The ACD queue the call waited in ("" = none or unknown, e.g. cases from before 0.2)."""
+    disposition: str = ""
+    """The outcome recorded at wrap-up ("" = none yet); free text, set with ``update_case``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,6 +136,7 @@ class NewCase:
     workgroup: str = ""
     due_at: float | None = None
     actor: str = "system"
+    queue: str = ""
 
 
 _URI_RE = re.compile(r"^(?:sips?|tel):", re.IGNORECASE)
@@ -204,7 +213,7 @@ def plan_update(case: Case, changes: dict[str, Any]) -> list[tuple[str, Any, Any
             check_transition(case.status, str(value))
         elif name == "case_type" and value not in CASE_TYPES:
             raise CaseError(f"case type must be one of {sorted(CASE_TYPES)}, got {value!r}")
-        elif name in ("owner", "workgroup") and not isinstance(value, str):
+        elif name in ("owner", "workgroup", "queue", "disposition") and not isinstance(value, str):
             raise CaseError(f"{name} must be a string")
         out.append((name, old, value))
     return out

@@ -1,9 +1,11 @@
 """Case storage: the :class:`CaseStore` protocol, its SQLite and PostgreSQL implementations,
 and :class:`AsyncCaseWriter`, the non-blocking write path used by the live engine.
 
-Both stores share one schema (``acd/store/_sql.py``): ``cases``, ``case_events`` and
-``acd_log``; the two log tables are append-only, enforced by triggers that raise on UPDATE
-and DELETE in both databases.
+Both stores share one schema: ``cases``, ``case_events`` and ``acd_log``, defined by the
+versioned migrations in ``acd/store/migrations/`` and applied when a store opens
+(``acd/store/migrate.py``; ``store.schema_version`` tells the version). The two log tables are
+append-only, enforced by triggers that raise on UPDATE and DELETE in both databases.
+A store written by a newer hotline is refused with :class:`SchemaTooNewError`.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class CaseStore(Protocol):
     def close(self) -> None: ...
 
 
+from acd.store.migrate import SchemaError, SchemaTooNewError  # noqa: E402
 from acd.store.postgres import PostgresCaseStore  # noqa: E402
 from acd.store.sqlite import SQLiteCaseStore  # noqa: E402
 from acd.store.writer import WriteFailed  # noqa: E402
@@ -65,5 +68,7 @@ __all__ = [
     "CaseStore",
     "PostgresCaseStore",
     "SQLiteCaseStore",
+    "SchemaError",
+    "SchemaTooNewError",
     "WriteFailed",
 ]

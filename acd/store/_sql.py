@@ -1,5 +1,7 @@
 """The SQL shared by both stores. Queries use ``?`` placeholders; the PostgreSQL store turns
-them into ``%s``. Writes of one call (a case plus its events) happen in one transaction."""
+them into ``%s`` (why: ``acd/store/postgres.py``). Writes of one call (a case plus its events)
+happen in one transaction. The schema itself lives in versioned migrations
+(``acd/store/migrations/``, applied by ``acd/store/migrate.py`` when a store opens)."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from acd.cases import (
 
 CASE_COLUMNS = (
     "id, caller_number, caller_name, dialled, channel, call_id, case_type, status, owner,"
-    " workgroup, due_at, created_at, updated_at"
+    " workgroup, due_at, created_at, updated_at, queue, disposition"
 )
 
 
@@ -43,6 +45,8 @@ def row_to_case(row: Sequence[Any]) -> Case:
         due_at=None if row[10] is None else float(row[10]),
         created_at=float(row[11]),
         updated_at=float(row[12]),
+        queue=row[13],
+        disposition=row[14],
     )
 
 
@@ -65,6 +69,11 @@ class SqlCaseStore(ABC):
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._closed = False
+        self.schema_version = 0
+        """The schema version the store is at (set by the migration run when it opens)."""
+        self.schema_version_at_open = 0
+        """The version found when it opened (0: a new store; 1: also a 0.1.0 store, adopted);
+        below :attr:`schema_version` when this open migrated it."""
 
     # -- dialect hooks -----------------------------------------------------------------------
     @abstractmethod
@@ -113,8 +122,8 @@ class SqlCaseStore(ABC):
             cur.execute(
                 self._q(
                     "INSERT INTO cases (caller_number, caller_name, dialled, channel, call_id,"
-                    " case_type, status, owner, workgroup, due_at, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?) RETURNING id"
+                    " case_type, status, owner, workgroup, due_at, created_at, updated_at, queue)"
+                    " VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?) RETURNING id"
                 ),
                 (
                     number,
@@ -128,6 +137,7 @@ class SqlCaseStore(ABC):
                     new.due_at,
                     new.at,
                     new.at,
+                    new.queue,
                 ),
             )
             case_id = int(cur.fetchone()[0])
@@ -145,6 +155,7 @@ class SqlCaseStore(ABC):
                         "owner": new.owner,
                         "workgroup": new.workgroup,
                         "due_at": new.due_at,
+                        **({"queue": new.queue} if new.queue else {}),
                     },
                 ),
             )

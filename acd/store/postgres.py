@@ -3,68 +3,52 @@
 psycopg 3, one connection guarded by a lock. Each write is one transaction, committed
 before the call returns (PostgreSQL's default ``synchronous_commit=on``: durable after a crash).
 ``schema`` puts the tables in their own namespace (tests use one schema per test).
+Opening migrates the schema to the latest version (:mod:`acd.store.migrate`).
+
+psycopg is an optional extra (``pip install 'hotline[postgres]'``): it is imported when a
+PostgreSQL store is opened, never by the SQLite path.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
-
-import psycopg
+from typing import TYPE_CHECKING, Any
 
 from acd.store._sql import SqlCaseStore
+from acd.store.migrate import PG_SCHEMA_LOCK, migrate_postgres
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS cases (
-    id BIGSERIAL PRIMARY KEY,
-    caller_number TEXT NOT NULL,
-    caller_name TEXT NOT NULL DEFAULT '',
-    dialled TEXT NOT NULL DEFAULT '',
-    channel TEXT NOT NULL,
-    call_id TEXT NOT NULL DEFAULT '',
-    case_type TEXT NOT NULL,
-    status TEXT NOT NULL,
-    owner TEXT NOT NULL DEFAULT '',
-    workgroup TEXT NOT NULL DEFAULT '',
-    due_at DOUBLE PRECISION,
-    created_at DOUBLE PRECISION NOT NULL,
-    updated_at DOUBLE PRECISION NOT NULL
-);
-CREATE INDEX IF NOT EXISTS cases_caller ON cases (caller_number, created_at);
-CREATE INDEX IF NOT EXISTS cases_status ON cases (status, due_at);
-CREATE INDEX IF NOT EXISTS cases_owner ON cases (owner);
-CREATE INDEX IF NOT EXISTS cases_workgroup ON cases (workgroup);
-CREATE INDEX IF NOT EXISTS cases_call ON cases (call_id);
-CREATE TABLE IF NOT EXISTS case_events (
-    seq BIGSERIAL PRIMARY KEY,
-    case_id BIGINT NOT NULL REFERENCES cases (id),
-    at DOUBLE PRECISION NOT NULL,
-    kind TEXT NOT NULL,
-    actor TEXT NOT NULL DEFAULT '',
-    data JSONB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS case_events_case ON case_events (case_id, seq);
-CREATE TABLE IF NOT EXISTS acd_log (
-    seq BIGSERIAL PRIMARY KEY,
-    at DOUBLE PRECISION NOT NULL,
-    kind TEXT NOT NULL,
-    data JSONB NOT NULL
-);
-CREATE OR REPLACE FUNCTION hotline_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION '% is append-only', TG_TABLE_NAME;
-END $$;
-CREATE OR REPLACE TRIGGER case_events_append_only BEFORE UPDATE OR DELETE ON case_events
-    FOR EACH ROW EXECUTE FUNCTION hotline_append_only();
-CREATE OR REPLACE TRIGGER case_events_no_truncate BEFORE TRUNCATE ON case_events
-    FOR EACH STATEMENT EXECUTE FUNCTION hotline_append_only();
-CREATE OR REPLACE TRIGGER acd_log_append_only BEFORE UPDATE OR DELETE ON acd_log
-    FOR EACH ROW EXECUTE FUNCTION hotline_append_only();
-CREATE OR REPLACE TRIGGER acd_log_no_truncate BEFORE TRUNCATE ON acd_log
-    FOR EACH STATEMENT EXECUTE FUNCTION hotline_append_only();
-"""
+if TYPE_CHECKING:
+    import psycopg
+
+
+@functools.lru_cache(maxsize=256)
+def _to_pyformat(sql: str) -> str:
+    """The shared query text (DB-API ``qmark``: ``?``) in psycopg's ``%s`` style.
+
+    Kept on purpose: sqlite3 and psycopg share no placeholder style (sqlite3 binds ``?``/``:name``,
+    psycopg ``%s``/``%(name)s``; psycopg's raw ``$1`` is a *named* parameter to SQLite), and one
+    text per query for both dialects is worth more than a second copy of every query. Safe because
+    the shared queries never use ``?`` except as a placeholder (no string literal holding one, no
+    JSONB ``?`` operator: use ``jsonb_exists``), and a literal ``%`` is doubled as psycopg needs.
+    Migrations do not go through here: they run without parameters, as written.
+    """
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def _psycopg() -> Any:
+    """Import psycopg on first use, with an error that says how to get it."""
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise ImportError(
+            "PostgresCaseStore needs psycopg 3, which is not installed: install hotline with the"
+            " 'postgres' extra (pip install 'hotline[postgres]'), or use SQLiteCaseStore"
+        ) from exc
+    return psycopg
+
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -79,16 +63,25 @@ class PostgresCaseStore(SqlCaseStore):
         if not _SCHEMA_NAME.match(schema):
             raise ValueError(f"schema must match {_SCHEMA_NAME.pattern}, got {schema!r}")
         self.schema = schema
-        self._conn = psycopg.connect(dsn, autocommit=True)
-        with self._lock, self._conn.transaction():
-            self._conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-            self._conn.execute(f"SET search_path TO {schema}")
-            # One creator at a time across processes (tables, function and triggers).
-            self._conn.execute("SELECT pg_advisory_xact_lock(7406531)")
-            self._conn.execute(SCHEMA)
+        driver = _psycopg()
+        self._conn: psycopg.Connection[Any] = driver.connect(dsn, autocommit=True)
+        try:
+            with self._lock, self._conn.transaction():
+                # The lock first: CREATE SCHEMA IF NOT EXISTS is not safe against a concurrent
+                # creator (a unique violation), and the migration needs it anyway.
+                self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (PG_SCHEMA_LOCK,))
+                self._conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+                self._conn.execute(f"SET search_path TO {schema}")
+                found, self.schema_version = migrate_postgres(
+                    self._conn, where=f"PostgreSQL schema {schema!r}"
+                )
+        except BaseException:
+            self._conn.close()  # a refused store leaves no open connection behind
+            raise
+        self.schema_version_at_open = found
 
     def _q(self, sql: str) -> str:
-        return sql.replace("?", "%s")
+        return _to_pyformat(sql)
 
     @contextmanager
     def _tx(self) -> Iterator[Any]:

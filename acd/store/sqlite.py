@@ -4,6 +4,7 @@ Durability: ``journal_mode=WAL`` with ``synchronous=FULL`` (the default here) sy
 every commit, so a committed transaction survives a process crash *and* a power loss.
 ``synchronous="NORMAL"`` (allowed) survives a process crash (SIGKILL) but may lose the last
 commits on power loss. One connection, serialised by a lock: one writer at a time.
+Opening migrates the schema to the latest version (:mod:`acd.store.migrate`).
 """
 
 from __future__ import annotations
@@ -15,52 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from acd.store._sql import SqlCaseStore
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS cases (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    caller_number TEXT NOT NULL,
-    caller_name TEXT NOT NULL DEFAULT '',
-    dialled TEXT NOT NULL DEFAULT '',
-    channel TEXT NOT NULL,
-    call_id TEXT NOT NULL DEFAULT '',
-    case_type TEXT NOT NULL,
-    status TEXT NOT NULL,
-    owner TEXT NOT NULL DEFAULT '',
-    workgroup TEXT NOT NULL DEFAULT '',
-    due_at REAL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS cases_caller ON cases (caller_number, created_at);
-CREATE INDEX IF NOT EXISTS cases_status ON cases (status, due_at);
-CREATE INDEX IF NOT EXISTS cases_owner ON cases (owner);
-CREATE INDEX IF NOT EXISTS cases_workgroup ON cases (workgroup);
-CREATE INDEX IF NOT EXISTS cases_call ON cases (call_id);
-CREATE TABLE IF NOT EXISTS case_events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    case_id INTEGER NOT NULL REFERENCES cases (id),
-    at REAL NOT NULL,
-    kind TEXT NOT NULL,
-    actor TEXT NOT NULL DEFAULT '',
-    data TEXT NOT NULL CHECK (json_valid(data))
-);
-CREATE INDEX IF NOT EXISTS case_events_case ON case_events (case_id, seq);
-CREATE TABLE IF NOT EXISTS acd_log (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    at REAL NOT NULL,
-    kind TEXT NOT NULL,
-    data TEXT NOT NULL CHECK (json_valid(data))
-);
-CREATE TRIGGER IF NOT EXISTS case_events_no_update BEFORE UPDATE ON case_events
-BEGIN SELECT RAISE(ABORT, 'case_events is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS case_events_no_delete BEFORE DELETE ON case_events
-BEGIN SELECT RAISE(ABORT, 'case_events is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS acd_log_no_update BEFORE UPDATE ON acd_log
-BEGIN SELECT RAISE(ABORT, 'acd_log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS acd_log_no_delete BEFORE DELETE ON acd_log
-BEGIN SELECT RAISE(ABORT, 'acd_log is append-only'); END;
-"""
+from acd.store.migrate import migrate_sqlite
 
 
 class SQLiteCaseStore(SqlCaseStore):
@@ -74,11 +30,16 @@ class SQLiteCaseStore(SqlCaseStore):
         self._conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30.0
         )
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        with self._lock:
-            self._conn.executescript(SCHEMA)
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            with self._lock:
+                found, self.schema_version = migrate_sqlite(self._conn, where=self.path)
+        except BaseException:
+            self._conn.close()  # a refused store leaves no open handle behind
+            raise
+        self.schema_version_at_open = found
 
     def _q(self, sql: str) -> str:
         return sql
