@@ -1,7 +1,7 @@
 """The SIP side of a ``CallSession``: offer/answer, hold by re-INVITE, blind transfer by REFER.
 
 A ``SipLeg`` holds the call's endpoint handle and what was negotiated; the transaction user
-(``hotline/app.py``) feeds it the events of its dialog (re-INVITEs, their answers, REFER
+(``media_gateway/ua.py``) feeds it the events of its dialog (re-INVITEs, their answers, REFER
 responses and NOTIFYs). Media parameters follow every description exchanged: codec and
 payload types, the peer's address (an IP literal; anything else waits for symmetric RTP),
 the direction (a peer that sends ``sendonly`` or ``inactive``, or the old ``c=0.0.0.0``
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from media_gateway.sdp.offer_answer import (
@@ -47,29 +48,55 @@ class SipSide(Protocol):
     def respond_sdp(self, handle: Any, status: int, body: bytes) -> None: ...
 
 
-def media_fields(params: MediaParams) -> dict[str, Any]:
-    """Media-process ``update`` fields for what was negotiated."""
-    remote: list[Any] | None = None
+@dataclass(frozen=True, slots=True)
+class MediaUpdate:
+    """What an offer/answer exchange changes in the call's media channel."""
+
+    codec: str
+    pt: int
+    te_pt: int | None
+    """telephone-event payload type (RFC 4733), None when the peer has none."""
+    direction: str
+    """Our direction: the mirror of what the peer said (RFC 3264 §6.1)."""
+    remote: tuple[str, int] | None
+    """Where to send RTP (an IP literal); None waits for symmetric RTP."""
+    held: bool
+    """The peer has put us on hold (sendonly, inactive, or the old c=0.0.0.0)."""
+
+    def fields(self) -> dict[str, Any]:
+        """The media process's ``update`` operation fields."""
+        out: dict[str, Any] = {
+            "codec": self.codec,
+            "pt": self.pt,
+            "te_pt": self.te_pt,
+            "direction": self.direction,
+            "inband": self.te_pt is None,
+        }
+        if self.remote is not None:
+            out["remote"] = list(self.remote)
+        return out
+
+
+def media_update(params: MediaParams) -> MediaUpdate:
+    """The media change for what was negotiated."""
+    remote: tuple[str, int] | None = None
     held = params.direction in ("sendonly", "inactive")
     try:
         ip = ipaddress.ip_address(params.remote_ip)
         if ip.is_unspecified:
             held = True  # RFC 2543 hold: c=0.0.0.0
         elif params.remote_port:
-            remote = [params.remote_ip, params.remote_port]
+            remote = (params.remote_ip, params.remote_port)
     except ValueError:
         pass  # a host name: never resolved; symmetric RTP finds the peer
-    fields: dict[str, Any] = {
-        "codec": params.codec,
-        "pt": params.payload_type,
-        "te_pt": params.dtmf_pt,
-        "direction": _MIRROR.get(params.direction, "sendrecv"),
-        "inband": params.dtmf_pt is None,
-    }
-    if remote is not None:
-        fields["remote"] = remote
-    fields["_held"] = held
-    return fields
+    return MediaUpdate(
+        codec=params.codec,
+        pt=params.payload_type,
+        te_pt=params.dtmf_pt,
+        direction=_MIRROR.get(params.direction, "sendrecv"),
+        remote=remote,
+        held=held,
+    )
 
 
 class SipLeg:
@@ -103,31 +130,31 @@ class SipLeg:
 
     # -- negotiation -----------------------------------------------------------------------
 
-    def prepare_answer(self, offer: SessionDescription | None) -> dict[str, Any]:
+    def prepare_answer(self, offer: SessionDescription | None) -> MediaUpdate | None:
         """Our answer to the INVITE's offer (or our offer when it had none). Raises
-        NoCommonCodec (the caller answers 488). Returns the media fields to apply."""
+        NoCommonCodec (the caller answers 488). Returns the media change to apply."""
         if offer is not None:
             answer = answer_offer(offer, local_ip=self.local_ip, local_port=self.local_port)
             self.params = negotiated_media(offer, answer, local_is_offerer=False)
         else:
             answer = make_offer(local_ip=self.local_ip, local_port=self.local_port)
         self.answer_sdp = self.sdp.stamp(answer)
-        return media_fields(self.params) if self.params else {}
+        return media_update(self.params) if self.params else None
 
     def local_offer(self, direction: str = "sendrecv") -> SessionDescription:
         return self.sdp.stamp(
             make_offer(local_ip=self.local_ip, local_port=self.local_port, direction=direction)
         )
 
-    def answer_reinvite(self, body: bytes) -> tuple[SessionDescription, dict[str, Any]]:
+    def answer_reinvite(self, body: bytes) -> tuple[SessionDescription, MediaUpdate | None]:
         """Answer a re-INVITE's offer with our same port (RFC 3264 §8); raises SdpError or
         NoCommonCodec (the caller answers 488)."""
         if body:
             offer = SessionDescription.parse(body)
             answer = answer_offer(offer, local_ip=self.local_ip, local_port=self.local_port)
             self.params = negotiated_media(offer, answer, local_is_offerer=False)
-            return self.sdp.stamp(answer), media_fields(self.params)
-        return self.local_offer(self.direction), {}
+            return self.sdp.stamp(answer), media_update(self.params)
+        return self.local_offer(self.direction), None
 
     # -- Leg protocol ----------------------------------------------------------------------
 
@@ -173,8 +200,7 @@ class SipLeg:
                     params = negotiated_media(offer, answer, local_is_offerer=True)
                 except (SdpError, NoCommonCodec):
                     return
-                fields = media_fields(params)
-                fields.pop("_held", None)
+                fields = media_update(params).fields()
                 fields["direction"] = direction
                 await session.media.request("update", chan=session.chan, **fields)
             return

@@ -4,7 +4,7 @@ Two sockets (messages are JSON objects with a ``type``; see docs/webrtc.md):
 
 * ``GET /ws/call``: a caller on a web page. ``call`` {number, sdp, caller} -> the media process
   answers the offer (``webrtc_offer``), we reply ``answer`` {sdp} and hand the session to the
-  gateway like an INVITE (``Gateway.accept_session``; ``rejected`` when no entry point takes
+  user agent like an INVITE (``SessionHost.accept_session``; ``rejected`` when no entry point takes
   the number). Then ``dtmf`` {digit} and ``hangup``; we send ``connected`` (answered),
   ``hold`` {held} and ``hangup`` {cause}.
 * ``GET /ws/agent``: an agent's browser as their phone. ``login`` {agent, password} first
@@ -15,33 +15,32 @@ Two sockets (messages are JSON objects with a ``type``; see docs/webrtc.md):
 The media itself (ICE, DTLS-SRTP, PCMU) lives in the media process
 (``media/webrtc_peer.py``); this side only carries SDP and call control.
 
-``add_routes(app, gateway)`` adds the two sockets and the pages ``GET /call`` and
-``GET /agent`` (``hotline/static``).
+``add_routes(app, host)`` adds the two sockets and the caller's page ``GET /call``
+(``media_gateway/static/call.html``); the agent's page belongs to ``agent_client/``. The host
+is a ``sessions.SessionHost`` (the SIP user agent): this module never imports the composition
+root.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import itertools
 import json
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from aiohttp import WSMsgType, web
 
 from media_gateway.media.engine import MediaError
 from media_gateway.session import CallSession
-
-if TYPE_CHECKING:
-    from hotline.app import Gateway
+from media_gateway.sessions import SessionHost
 
 log = structlog.get_logger("hotline.webrtc")
 
-STATIC = Path(__file__).resolve().parent.parent / "hotline" / "static"
+CALL_PAGE = Path(__file__).resolve().parent / "static" / "call.html"
 MAX_MESSAGE = 64 * 1024
 LOGIN_TIMEOUT = 15.0
 FIRST_MESSAGE_TIMEOUT = 30.0
@@ -128,8 +127,8 @@ async def _close_ws(ws: web.WebSocketResponse) -> None:
 class WebCaller:
     """One ``/ws/call`` socket: at most one call."""
 
-    def __init__(self, gateway: Gateway, ws: web.WebSocketResponse) -> None:
-        self.gateway = gateway
+    def __init__(self, host: SessionHost, ws: web.WebSocketResponse) -> None:
+        self.host = host
         self.ws = ws
         self.leg = WebRtcLeg(ws)
         self.session: CallSession | None = None
@@ -161,7 +160,7 @@ class WebCaller:
             await _close_ws(self.ws)
 
     async def _call(self, msg: dict[str, Any]) -> bool:
-        gw = self.gateway
+        host = self.host
         number, sdp = msg.get("number"), msg.get("sdp")
         caller = msg.get("caller") or "web"
         if not isinstance(number, str) or not isinstance(sdp, str) or not isinstance(caller, str):
@@ -170,24 +169,22 @@ class WebCaller:
         caller = caller[:64]
         chan = _new_chan()
         try:
-            reply = await gw.media.request("webrtc_offer", chan=chan, sdp=sdp)
+            reply = await host.media.request("webrtc_offer", chan=chan, sdp=sdp)
         except MediaError as exc:
             log.info("webrtc_offer_failed", error=str(exc))
             await self.leg.send({"type": "error", "error": f"cannot answer the offer: {exc}"})
             return False
-        session = CallSession(
+        session = host.sessions.build(
             session_id=f"web-{secrets.token_hex(6)}",
             leg=self.leg,
-            media=gw.media,
             chan=chan,
             caller=caller,
             dialled=number,
-            lang=gw.config.media.language,
-            rerouter=gw.reroute,
+            direction="inbound",
         )
         self.session = session
         await self.leg.send({"type": "answer", "sdp": reply["sdp"], "call": session.id})
-        if not await gw.accept_session(session, number):
+        if not await host.accept_session(session, number):
             log.info("webrtc_call_rejected", dialled=number)
             self.leg.hung_up = True
             await self.leg.send({"type": "rejected", "reason": "no such number"})
@@ -197,10 +194,10 @@ class WebCaller:
 
 
 class AgentBrowserPhone:
-    """One ``/ws/agent`` socket after login: the agent's phone (``Gateway.browser_phones``)."""
+    """One ``/ws/agent`` socket after login: the agent's phone (``Registrations.browser_phones``)."""
 
-    def __init__(self, gateway: Gateway, ws: web.WebSocketResponse, agent: str) -> None:
-        self.gateway = gateway
+    def __init__(self, host: SessionHost, ws: web.WebSocketResponse, agent: str) -> None:
+        self.host = host
         self.ws = ws
         self.agent = agent
         self.leg = WebRtcLeg(ws, close_on_hangup=False)
@@ -217,10 +214,10 @@ class AgentBrowserPhone:
         """Offer a call to the browser; the answered session, or None."""
         if self.busy or self.ws.closed:
             return None
-        gw = self.gateway
+        media = self.host.media
         chan = _new_chan()
         try:
-            reply = await gw.media.request("webrtc_make_offer", chan=chan)
+            reply = await media.request("webrtc_make_offer", chan=chan)
         except MediaError as exc:
             log.warning("webrtc_make_offer_failed", agent=self.agent, error=str(exc))
             return None
@@ -236,7 +233,7 @@ class AgentBrowserPhone:
             with contextlib.suppress(TimeoutError):
                 answer = await asyncio.wait_for(ringing, ring_timeout)
             if answer is not None:
-                await gw.media.request("webrtc_answer", chan=chan, sdp=answer)
+                await media.request("webrtc_answer", chan=chan, sdp=answer)
         except MediaError as exc:
             log.info("webrtc_answer_failed", agent=self.agent, error=str(exc))
             answer = None
@@ -245,22 +242,19 @@ class AgentBrowserPhone:
             if answer is None:
                 await self.leg.send({"type": "cancel", "call": call_id})
                 with contextlib.suppress(MediaError):
-                    await gw.media.request("webrtc_close", chan=chan)
+                    await media.request("webrtc_close", chan=chan)
         if answer is None:
             return None
         self.leg = WebRtcLeg(self.ws, close_on_hangup=False)
-        session = CallSession(
+        session = self.host.sessions.build(
             session_id=call_id,
             leg=self.leg,
-            media=gw.media,
             chan=chan,
             caller=caller,
             dialled=self.agent,
             direction="outbound",
-            lang=gw.config.media.language,
-            rerouter=gw.reroute,
+            answered=True,
         )
-        session.state = "answered"
         self.session = session
         await self.leg.send({"type": "connected", "call": call_id})
         return session
@@ -299,20 +293,16 @@ class AgentBrowserPhone:
             await session.ended_by_signalling("remote", "hangup")
 
 
-def _check_login(gateway: Gateway, msg: dict[str, Any] | None) -> str | None:
+def _check_login(host: SessionHost, msg: dict[str, Any] | None) -> str | None:
     if msg is None or msg.get("type") != "login":
         return None
     agent, password = msg.get("agent"), msg.get("password")
     if not isinstance(agent, str) or not isinstance(password, str):
         return None
-    known = gateway.config.agent(agent)
-    # Same work and same answer for an unknown user and a wrong password.
-    expected = known.password if known is not None else secrets.token_hex(16)
-    ok = hmac.compare_digest(expected.encode(), password.encode())
-    return agent if ok and known is not None else None
+    return agent if host.registrations.check_password(agent, password) else None
 
 
-def add_routes(app: web.Application, gateway: Gateway) -> None:
+def add_routes(app: web.Application, host: SessionHost) -> None:
     """The WebRTC sockets and pages on the HTTP API."""
 
     def socket() -> web.WebSocketResponse:
@@ -321,22 +311,20 @@ def add_routes(app: web.Application, gateway: Gateway) -> None:
     async def ws_call(request: web.Request) -> web.WebSocketResponse:
         ws = socket()
         await ws.prepare(request)
-        await WebCaller(gateway, ws).run()
+        await WebCaller(host, ws).run()
         return ws
 
     async def ws_agent(request: web.Request) -> web.WebSocketResponse:
         ws = socket()
         await ws.prepare(request)
         try:
-            agent = _check_login(gateway, await _receive(ws, LOGIN_TIMEOUT))
+            agent = _check_login(host, await _receive(ws, LOGIN_TIMEOUT))
             if agent is None:
                 await ws.send_json({"type": "login_failed"})
                 return ws
-            phone = AgentBrowserPhone(gateway, ws, agent)
-            old = gateway.browser_phones.get(agent)
-            gateway.browser_phones[agent] = phone
-            if old is None and not gateway.registrar.contacts(agent, gateway.loop.time()):
-                gateway.agent_presence(agent, True)  # the browser is this agent's phone now
+            phone = AgentBrowserPhone(host, ws, agent)
+            loop = asyncio.get_running_loop()
+            old = host.registrations.browser_connected(agent, phone, loop.time())
             if isinstance(old, AgentBrowserPhone):
                 await old.leg.send({"type": "replaced"})
                 await _close_ws(old.ws)
@@ -345,21 +333,16 @@ def add_routes(app: web.Application, gateway: Gateway) -> None:
             try:
                 await phone.run()
             finally:
-                if gateway.browser_phones.get(agent) is phone:
-                    del gateway.browser_phones[agent]
-                    if not gateway.registrar.contacts(agent, gateway.loop.time()):
-                        gateway.agent_presence(agent, False)
+                host.registrations.browser_disconnected(agent, phone, loop.time())
                 await phone.closed()
                 log.info("agent_browser_disconnected", agent=agent)
         finally:
             await _close_ws(ws)
         return ws
 
-    async def page(request: web.Request) -> web.FileResponse:
-        name = "call.html" if request.path == "/call" else "agent.html"
-        return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
+    async def call_page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(CALL_PAGE, headers={"Cache-Control": "no-cache"})
 
     app.router.add_get("/ws/call", ws_call)
     app.router.add_get("/ws/agent", ws_agent)
-    app.router.add_get("/call", page)
-    app.router.add_get("/agent", page)
+    app.router.add_get("/call", call_page)

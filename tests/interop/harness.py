@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -231,3 +232,15 @@ def run_sipp(
         errors=err_file.read_text(errors="replace") if err_file.exists() else "",
         stdout=proc.stdout[-4000:] + proc.stderr[-4000:],
     )
+
+
+def as_center(
+    service: Callable[[Any], Awaitable[None]],
+) -> Callable[[Any, str, str], Awaitable[None]]:
+    """Run ``service(session)`` for the contact center's entry kinds (hotline, queue...): how a
+    test puts its own script on the hotline number (``hotline.switch.center = as_center(s)``)."""
+
+    async def center(session: Any, kind: str, target: str) -> None:
+        await service(session)
+
+    return center

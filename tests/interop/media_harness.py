@@ -1,8 +1,8 @@
-"""Helpers for the media-path interop tests: an in-process Gateway, SIPp as an asyncio
+"""Helpers for the media-path interop tests: an in-process Hotline, SIPp as an asyncio
 subprocess, test-owned RTP sockets, and a tiny pcap reader/writer (no tshark, no scapy).
 
 Everything is bounded: SIPp gets ``-m 1`` and ``-timeout`` and is killed by PID when a test
-leaves early; sockets and the Gateway are closed by the context managers that opened them.
+leaves early; sockets and the Hotline are closed by the context managers that opened them.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from hotline.app import Gateway
 from hotline.config import parse_config
+from hotline.server import Hotline
 from media_gateway.rtp import g711
 from media_gateway.rtp.dtmf import TelephoneEvent
 from media_gateway.session import CallSession
-from tests.interop.harness import SCENARIOS, free_port
+from tests.interop.harness import SCENARIOS, as_center, free_port
 
 SAMPLE_PCAPS = Path("/usr/share/sip-tester")
 RTP_PORTS = (32000, 32998)
@@ -300,7 +300,7 @@ async def send_paced(
         sock.send(p, dest)
 
 
-# -- the Gateway, in this test's loop --------------------------------------------------------
+# -- the Hotline, in this test's loop --------------------------------------------------------
 
 
 def gateway_config_text(sip_port: int, data_dir: Path, *, process: bool) -> str:
@@ -325,12 +325,12 @@ process = {"true" if process else "false"}
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(tmp: Path, *, process: bool) -> AsyncIterator[Gateway]:
+async def running_gateway(tmp: Path, *, process: bool) -> AsyncIterator[Hotline]:
     sip_port = free_port()
     data = tmp / "data"
     data.mkdir(exist_ok=True)
     config = parse_config(gateway_config_text(sip_port, data, process=process))
-    gw = Gateway(config)
+    gw = Hotline(config)
     await gw.start()
     try:
         yield gw
@@ -338,14 +338,14 @@ async def running_gateway(tmp: Path, *, process: bool) -> AsyncIterator[Gateway]
         await asyncio.wait_for(gw.stop(), 20)
 
 
-def sip_address(gw: Gateway) -> str:
+def sip_address(gw: Hotline) -> str:
     return f"127.0.0.1:{gw.config.server.sip_port}"
 
 
 Script = Callable[[CallSession], Awaitable[Any]]
 
 
-def install_handler(gw: Gateway, script: Script) -> asyncio.Future[Any]:
+def install_handler(gw: Hotline, script: Script) -> asyncio.Future[Any]:
     """Run ``script(session)`` for the next hotline call; its result (or error) in the future."""
     fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
@@ -359,7 +359,7 @@ def install_handler(gw: Gateway, script: Script) -> asyncio.Future[Any]:
         if not fut.done():
             fut.set_result(value)
 
-    gw.handlers["hotline"] = handler
+    gw.switch.center = as_center(handler)
     return fut
 
 

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from hotline.app import Gateway
 from hotline.center import ContactCenter
 from hotline.config import parse_config
+from hotline.server import Hotline
 from media_gateway.audio.tones import silence, tone
 from media_gateway.audio.wav import read_wav
 from media_gateway.rtp.dtmf import DtmfSender
@@ -57,19 +57,14 @@ def demo_config(tmp: Path, **queue_overrides: Any) -> str:
 
 
 @pytest.fixture
-async def center(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[ContactCenter]:
+async def hotline(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Hotline]:
     overrides = getattr(request, "param", {})
-    gw = Gateway(parse_config(demo_config(tmp_path, **overrides), file="demo-test.toml"))
-    await gw.start()
-    cc: ContactCenter | None = None
+    hl = Hotline(parse_config(demo_config(tmp_path, **overrides), file="demo-test.toml"))
+    await hl.start()
     try:
-        cc = ContactCenter(gw, gw.config)
-        await cc.start()
-        yield cc
+        yield hl
     finally:
-        await gw.stop()
-        if cc is not None:
-            await cc.close()
+        await hl.stop()
 
 
 async def case_events(cc: ContactCenter, case_id: int) -> list[tuple[str, dict[str, Any]]]:
@@ -129,9 +124,9 @@ def keys_pcap(
 
 
 async def test_caller_keys_through_the_menu_and_reaches_a_registered_agent(
-    center: ContactCenter, tmp_path: Path
+    hotline: Hotline, tmp_path: Path
 ) -> None:
-    gw = center.gw
+    gw, center = hotline, hotline.center
     agent = await _baresip(tmp_path, gw, "bob", [], 30)  # auto-answers: support, en/zh
     async with asyncio.timeout(15):
         while center.engine.snapshot()["agents"]["bob"]["status"] != "available":
@@ -176,11 +171,11 @@ async def test_caller_keys_through_the_menu_and_reaches_a_registered_agent(
     assert next(d for k, d in events if k == "offered")["agent"] == "bob"
 
 
-@pytest.mark.parametrize("center", [{"support__max_wait": 3}], indirect=True)
+@pytest.mark.parametrize("hotline", [{"support__max_wait": 3}], indirect=True)
 async def test_no_agent_past_the_wait_limit_leaves_a_message_delivered_to_the_next_agent(
-    center: ContactCenter, tmp_path: Path
+    hotline: Hotline, tmp_path: Path
 ) -> None:
-    gw = center.gw
+    gw, center = hotline, hotline.center
     workdir = tmp_path / "caller"
     workdir.mkdir()
     # Keys: English, support, internet; then the caller speaks (a 440 Hz tone) into voicemail.
@@ -222,9 +217,9 @@ async def test_no_agent_past_the_wait_limit_leaves_a_message_delivered_to_the_ne
 
 
 async def test_invalid_keys_and_silence_follow_the_menu_and_leave_a_clean_case(
-    center: ContactCenter, tmp_path: Path
+    hotline: Hotline, tmp_path: Path
 ) -> None:
-    gw = center.gw
+    gw, center = hotline, hotline.center
     workdir = tmp_path / "caller"
     keys_pcap(workdir, "1999", gap=2.5)  # English, then three invalid choices at the main menu
     async with sipp(
@@ -243,11 +238,11 @@ async def test_invalid_keys_and_silence_follow_the_menu_and_leave_a_clean_case(
     assert events[-1][0] in ("abandoned", "hung_up")
 
 
-@pytest.mark.parametrize("center", [{"support__ring_timeout": 4}], indirect=True)
+@pytest.mark.parametrize("hotline", [{"support__ring_timeout": 4}], indirect=True)
 async def test_ring_no_answer_sends_the_call_back_to_the_queue_and_on_to_the_next_agent(
-    center: ContactCenter, tmp_path: Path
+    hotline: Hotline, tmp_path: Path
 ) -> None:
-    gw = center.gw
+    gw, center = hotline, hotline.center
     slow = await _baresip(tmp_path, gw, "bob", [], 40, answer="manual")  # rings, never answers
 
     async def available(agent: str) -> None:
@@ -280,9 +275,9 @@ async def test_ring_no_answer_sends_the_call_back_to_the_queue_and_on_to_the_nex
 
 
 async def test_hang_ups_in_the_menu_and_in_the_queue_leave_correct_cases_and_nothing_behind(
-    center: ContactCenter, tmp_path: Path
+    hotline: Hotline, tmp_path: Path
 ) -> None:
-    gw = center.gw
+    gw, center = hotline, hotline.center
     # 1: hangs up in the language menu (the scenario's BYE wait ends: SIPp sends BYE itself).
     workdir = tmp_path / "menu"
     workdir.mkdir()
@@ -299,7 +294,7 @@ async def test_hang_ups_in_the_menu_and_in_the_queue_leave_correct_cases_and_not
     ) as run:
         await run.wait(30)
     async with asyncio.timeout(30):
-        while gw.calls or gw.debug_counts()["rtp_endpoints"]:
+        while gw.ua.calls or gw.ua.debug_counts()["rtp_endpoints"]:
             await asyncio.sleep(0.2)
     await center.writer.flush()
     cases = await center.writer.run(lambda s: s.list_cases(limit=10))
@@ -380,10 +375,9 @@ async def test_200_callers_through_the_ivr_to_20_agents_all_end_and_stats_match_
     text = LOAD_CONFIG.format(
         sip=free_port(), http=free_port(), data=tmp_path / "data", agents=agents
     )
-    gw = Gateway(parse_config(text, file="load-test.toml"))
+    gw = Hotline(parse_config(text, file="load-test.toml"))
     await gw.start()
-    cc = ContactCenter(gw, gw.config)
-    await cc.start()
+    cc = gw.center
     phones_port = free_port()
     phones: asyncio.subprocess.Process | None = None
     try:
@@ -445,7 +439,7 @@ async def test_200_callers_through_the_ivr_to_20_agents_all_end_and_stats_match_
         await asyncio.wait_for(callers.wait(), 120)
         # Every caller's call is over (agents may still be hearing queued messages).
         async with asyncio.timeout(40):
-            while any(r.direction == "inbound" for r in gw.calls.values()):
+            while any(r.direction == "inbound" for r in gw.ua.calls.values()):
                 await asyncio.sleep(0.5)
         await asyncio.sleep(1.0)
         await cc.writer.flush()
@@ -486,21 +480,20 @@ async def test_200_callers_through_the_ivr_to_20_agents_all_end_and_stats_match_
             phones.terminate()
             await phones.wait()
         await gw.stop()
-        await cc.close()
 
 
 async def test_an_agent_transfers_the_caller_to_a_colleague_from_their_softphone(
-    center: ContactCenter, tmp_path: Path
+    hotline: Hotline, tmp_path: Path
 ) -> None:
     """bob answers a support call, then his softphone's transfer key (REFER) hands the caller
     to extension 1004 (dave, who need not serve that queue): the caller talks with dave, bob
     is free (his ACD call ended), and the case says who had the call and where it went."""
-    gw = center.gw
+    gw, center = hotline, hotline.center
     console = free_port()
     bob = await _baresip(tmp_path, gw, "bob", [], 40, console_port=console)
     dave = await _baresip(tmp_path, gw, "dave", [], 40)
     async with asyncio.timeout(15):
-        while not gw.registrar.contacts("dave", gw.loop.time()) or (
+        while not gw.registrations.contacts("dave", gw.ua.loop.time()) or (
             center.engine.snapshot()["agents"]["bob"]["status"] != "available"
         ):
             await asyncio.sleep(0.1)
@@ -521,7 +514,7 @@ async def test_an_agent_transfers_the_caller_to_a_colleague_from_their_softphone
         await wait_case(center, "transferred", within=20)
         await asyncio.sleep(1.5)
         bob_state = center.engine.snapshot()["agents"]["bob"]
-        talking = [r for r in gw.calls.values() if r.answered_at is not None]
+        talking = [r for r in gw.ua.calls.values() if r.answered_at is not None]
         dave.terminate()  # dave hangs up: the caller gets our BYE
         await run.wait(40)
     bob.terminate()
@@ -547,14 +540,14 @@ async def test_an_agent_transfers_the_caller_to_a_colleague_from_their_softphone
 
 
 async def test_an_agent_consults_a_colleague_then_completes_an_attended_transfer(
-    center: ContactCenter, tmp_path: Path
+    hotline: Hotline, tmp_path: Path
 ) -> None:
     """bob answers on one phone, calls extension 1004 (dave) from his second phone to consult,
     then his first phone sends REFER with Replaces naming that consultation: the caller is
     joined to dave, and both of bob's calls are hung up."""
     from tests.interop.harness import SCENARIOS, run_sipp
 
-    gw = center.gw
+    gw, center = hotline, hotline.center
     phone_a, phone_b = free_port(), free_port()
     BOB = ["-ap", "bob-demo-1", "-m", "1"]
 
@@ -572,7 +565,7 @@ async def test_an_agent_consults_a_colleague_then_completes_an_attended_transfer
     await register(phone_a)
     dave = await _baresip(tmp_path, gw, "dave", [], 40)
     async with asyncio.timeout(15):
-        while not gw.registrar.contacts("dave", gw.loop.time()):
+        while not gw.registrations.contacts("dave", gw.ua.loop.time()):
             await asyncio.sleep(0.1)
     for d in ("a", "b"):
         (tmp_path / d).mkdir()
@@ -607,7 +600,7 @@ async def test_an_agent_consults_a_colleague_then_completes_an_attended_transfer
             await wait_case(center, "transferred", within=30)
             await asyncio.sleep(1.0)
             caller = next(
-                r.session for r in gw.calls.values() if r.session and r.session.dialled == "1000"
+                r.session for r in gw.ua.calls.values() if r.session and r.session.dialled == "1000"
             )
             joined = caller.bridged_to
             assert joined is not None and "dave" in joined.dialled, joined
@@ -630,19 +623,19 @@ async def test_an_agent_consults_a_colleague_then_completes_an_attended_transfer
     assert moved["from_agent"] == "bob" and "dave" in moved["to"], moved
 
 
-@pytest.mark.parametrize("center", [{"support__announce_every": 3}], indirect=True)
+@pytest.mark.parametrize("hotline", [{"support__announce_every": 3}], indirect=True)
 async def test_waiting_callers_hear_their_position_and_may_ask_for_a_callback(
-    center: ContactCenter, tmp_path: Path
+    hotline: Hotline, tmp_path: Path
 ) -> None:
-    gw = center.gw
+    gw, center = hotline, hotline.center
     announced: list[tuple[int, float]] = []
-    original = center._announce
+    original = center.room._announce
 
     async def spy(w: Any, position: int, ewt: float) -> None:
         announced.append((position, ewt))
         await original(w, position, ewt)
 
-    center._announce = spy  # type: ignore[method-assign]
+    center.room._announce = spy  # type: ignore[method-assign,assignment]
     workdir = tmp_path / "caller"
     keys_pcap(workdir, "121", then_silence=8.0, name="first.pcap")
     keys_pcap(workdir, "2", then_silence=8.0, ssrc=0x6161, name="second.pcap")
@@ -668,11 +661,11 @@ async def test_waiting_callers_hear_their_position_and_may_ask_for_a_callback(
 
 
 async def test_an_agent_hears_a_message_and_calls_the_caller_back_with_one_key(
-    center: ContactCenter, tmp_path: Path
+    hotline: Hotline, tmp_path: Path
 ) -> None:
     """alice leaves a message on 1999 from her softphone and hangs up; carol logs in, hears it,
     presses 1, and the hotline calls alice back and joins them."""
-    gw = center.gw
+    gw, center = hotline, hotline.center
     alice_console, carol_console = free_port(), free_port()
     alice = await _baresip(tmp_path, gw, "alice", [], 60, console_port=alice_console)
     loop = asyncio.get_running_loop()
@@ -685,7 +678,7 @@ async def test_an_agent_hears_a_message_and_calls_the_caller_back_with_one_key(
         transport.close()
 
     async with asyncio.timeout(15):
-        while not gw.registrar.contacts("alice", gw.loop.time()):
+        while not gw.registrations.contacts("alice", gw.ua.loop.time()):
             await asyncio.sleep(0.1)
     port = gw.config.server.sip_port
     await type_into(alice_console, f"/dial sip:1999@127.0.0.1:{port}\n")

@@ -1,4 +1,4 @@
-"""Real SIPp peers against the media path of an in-process Gateway on 127.0.0.1.
+"""Real SIPp peers against the media path of an in-process Hotline on 127.0.0.1.
 
 What a caller or an agent would notice, each through SIPp's signalling and real RTP:
 
@@ -293,7 +293,7 @@ async def test_two_sipp_legs_bridged_exchange_media_both_ways(tmp_path: Path) ->
 
     async def script(session: CallSession) -> None:
         await session.answer()
-        other = await gw.originate(f"sip:agent@127.0.0.1:{agent_port}", ring_timeout=10)
+        other = await gw.ua.originate(f"sip:agent@127.0.0.1:{agent_port}", ring_timeout=10)
         assert other is not None, "the SIPp agent did not answer"
         try:
             await session.bridge(other)
@@ -369,7 +369,7 @@ async def test_hold_sends_sendonly_reinvite_and_music_then_unhold_resumes(
 
     async def script(session: CallSession) -> list[Any]:
         await session.answer()
-        other = await gw.originate(f"sip:agent@127.0.0.1:{agent_port}", ring_timeout=10)
+        other = await gw.ua.originate(f"sip:agent@127.0.0.1:{agent_port}", ring_timeout=10)
         assert other is not None, "the SIPp agent did not answer"
         try:
             await session.bridge(other)

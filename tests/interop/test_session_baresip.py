@@ -1,7 +1,7 @@
 """CallSession against baresip, a real softphone: hold with music, blind transfer by REFER,
 transfer by re-routing, and a bridge between two softphones.
 
-The Gateway runs in the test's loop (media in its own process), so a test can install the
+The Hotline runs in the test's loop (media in its own process), so a test can install the
 service an entry point runs and watch what the session sees.
 """
 
@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from hotline.app import Gateway
 from hotline.config import parse_config
+from hotline.server import Hotline
 from media_gateway.audio.tones import tone
 from media_gateway.audio.wav import write_wav
 from media_gateway.session import CallSession
-from tests.interop.harness import free_port
+from tests.interop.harness import as_center, free_port
 
 pytestmark = pytest.mark.interop
 
@@ -54,9 +54,9 @@ extension = "2002"
 
 
 @pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+async def gateway(tmp_path: Path) -> AsyncIterator[Hotline]:
     text = CONFIG.format(sip=free_port(), http=free_port(), data=tmp_path / "data")
-    gw = Gateway(parse_config(text))
+    gw = Hotline(parse_config(text))
     await gw.start()
     try:
         yield gw
@@ -66,7 +66,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
 
 async def _baresip(
     tmp: Path,
-    gw: Gateway,
+    gw: Hotline,
     user: str,
     commands: list[str],
     seconds: int,
@@ -132,14 +132,14 @@ async def _finish(proc: asyncio.subprocess.Process) -> str:
     return out.decode("utf-8", "replace")
 
 
-async def _registered(gw: Gateway, user: str) -> None:
+async def _registered(gw: Hotline, user: str) -> None:
     async with asyncio.timeout(15):
-        while not gw.registrar.contacts(user, gw.loop.time()):
+        while not gw.registrations.contacts(user, gw.ua.loop.time()):
             await asyncio.sleep(0.1)
 
 
 async def test_hold_plays_music_to_the_softphone_and_unhold_restores_the_call(
-    gateway: Gateway, tmp_path: Path
+    gateway: Hotline, tmp_path: Path
 ) -> None:
     seen: dict[str, Any] = {}
     done = asyncio.Event()
@@ -157,7 +157,7 @@ async def test_hold_plays_music_to_the_softphone_and_unhold_restores_the_call(
         done.set()
         await session.hangup()
 
-    gateway.handlers["hotline"] = service
+    gateway.switch.center = as_center(service)
     port = gateway.config.server.sip_port
     phone = await _baresip(tmp_path, gateway, "alice", [f"/dial sip:1000@127.0.0.1:{port}"], 8)
     async with asyncio.timeout(30):
@@ -170,7 +170,7 @@ async def test_hold_plays_music_to_the_softphone_and_unhold_restores_the_call(
 
 
 async def test_blind_transfer_by_refer_sends_the_softphone_to_the_echo_test(
-    gateway: Gateway, tmp_path: Path
+    gateway: Hotline, tmp_path: Path
 ) -> None:
     result: dict[str, Any] = {}
     echo_calls: list[str] = []
@@ -182,13 +182,13 @@ async def test_blind_transfer_by_refer_sends_the_softphone_to_the_echo_test(
         result["state"] = session.state
         result["cause"] = session.cause
 
-    gateway.handlers["hotline"] = service
+    gateway.switch.center = as_center(service)
     port = gateway.config.server.sip_port
     phone = await _baresip(tmp_path, gateway, "alice", [f"/dial sip:1000@127.0.0.1:{port}"], 8)
 
     async def watch_echo() -> None:
         while True:
-            for record in list(gateway.calls.values()):
+            for record in list(gateway.ua.calls.values()):
                 if record.entry == "echo" and record.call_id not in echo_calls:
                     echo_calls.append(record.call_id)
             await asyncio.sleep(0.05)
@@ -210,7 +210,7 @@ async def test_blind_transfer_by_refer_sends_the_softphone_to_the_echo_test(
 
 
 async def test_transfer_by_rerouting_bridges_the_caller_to_an_agents_softphone(
-    gateway: Gateway, tmp_path: Path
+    gateway: Hotline, tmp_path: Path
 ) -> None:
     result: dict[str, Any] = {}
     done = asyncio.Event()
@@ -231,7 +231,7 @@ async def test_transfer_by_rerouting_bridges_the_caller_to_an_agents_softphone(
         finally:
             done.set()
 
-    gateway.handlers["hotline"] = service
+    gateway.switch.center = as_center(service)
     agent = await _baresip(tmp_path, gateway, "bob", [], 25)
     await _registered(gateway, "bob")
     port = gateway.config.server.sip_port
@@ -252,7 +252,7 @@ async def test_transfer_by_rerouting_bridges_the_caller_to_an_agents_softphone(
 
 
 async def test_an_employee_dials_a_colleagues_extension_and_they_talk(
-    gateway: Gateway, tmp_path: Path
+    gateway: Hotline, tmp_path: Path
 ) -> None:
     bob = await _baresip(tmp_path, gateway, "bob", [], 20)
     await _registered(gateway, "bob")
@@ -268,7 +268,7 @@ async def test_an_employee_dials_a_colleagues_extension_and_they_talk(
     stats: list[dict[str, Any]] = []
     async with asyncio.timeout(20):
         while len(stats) < 2:
-            legs = [r.session for r in gateway.calls.values() if r.session is not None]
+            legs = [r.session for r in gateway.ua.calls.values() if r.session is not None]
             if len(legs) == 2 and all(s.state == "answered" and s.bridged_to for s in legs):
                 await asyncio.sleep(2.0)
                 stats = [await s.stats() for s in legs]
@@ -281,12 +281,12 @@ async def test_an_employee_dials_a_colleagues_extension_and_they_talk(
     # Both phones' audio went through the bridge: each leg heard and sent about 50 packets/s.
     assert all(s["packets_in"] > 50 and s["packets_out"] > 50 for s in stats), stats
     async with asyncio.timeout(10):
-        while gateway.calls:
+        while gateway.ua.calls:
             await asyncio.sleep(0.1)
 
 
 async def test_a_stranger_cannot_dial_an_employees_extension(
-    gateway: Gateway, tmp_path: Path
+    gateway: Hotline, tmp_path: Path
 ) -> None:
     """Only phones registered here may ring a colleague directly (no toll fraud, no spam)."""
     from tests.interop.harness import run_sipp
@@ -300,4 +300,4 @@ async def test_a_stranger_cannot_dial_an_employees_extension(
         timeout=15,
     )
     assert result.successful == 0, result.stdout
-    assert not gateway.calls
+    assert not gateway.ua.calls

@@ -1,6 +1,6 @@
 """WebRTC legs end to end, in-process: an aiortc client plays the browser.
 
-A ``Gateway`` and its HTTP API run on this loop on 127.0.0.1 (media on the same loop, and once
+A ``Hotline`` and its HTTP API run on this loop on 127.0.0.1 (media on the same loop, and once
 as its own process); the client connects to ``/ws/call`` (or ``/ws/agent``) with its own
 ``RTCPeerConnection`` sending a known tone, and we check what comes back by its dominant
 frequency:
@@ -35,12 +35,11 @@ from aiohttp import web
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from hotline.api import build_app
-from hotline.app import Gateway
 from hotline.config import parse_config
+from hotline.server import Hotline
 from media_gateway.media.webrtc_peer import ice_host_addresses
 from media_gateway.session import CallSession
-from tests.interop.harness import free_port
+from tests.interop.harness import as_center, free_port
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 
@@ -53,7 +52,7 @@ LOOPBACK = ("127.0.0.1",)
 
 @dataclass
 class Running:
-    gateway: Gateway
+    gateway: Hotline
     http_port: int
 
     def url(self, path: str) -> str:
@@ -88,9 +87,9 @@ extension = "1001"
 
 @contextlib.asynccontextmanager
 async def running(tmp: Path, *, process: bool = False) -> AsyncIterator[Running]:
-    gateway = Gateway(parse_config(_config(tmp, process=process), file="test.toml"))
+    gateway = Hotline(parse_config(_config(tmp, process=process), file="test.toml"))
     await gateway.start()
-    runner = web.AppRunner(build_app(gateway))
+    runner = web.AppRunner(gateway.http_app())
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -284,9 +283,9 @@ async def test_echo_returns_the_callers_tone(tmp_path: Path, process: bool) -> N
         await expect(ws, "connected")
         peak = await browser.hears(700.0)
         print(f"echo ({'process' if process else 'loop'}): heard {peak:.1f} Hz")
-        await _until(lambda: len(run.gateway.sessions) == 1)
+        await _until(lambda: len(run.gateway.ua.web_sessions) == 1)
         await ws.send_json({"type": "hangup"})
-        await _until(lambda: not run.gateway.sessions)
+        await _until(lambda: not run.gateway.ua.web_sessions)
 
 
 async def test_hotline_handler_gets_a_key_and_the_client_hears_the_prompt(
@@ -302,7 +301,7 @@ async def test_hotline_handler_gets_a_key_and_the_client_hears_the_prompt(
         await session.ended.wait()
 
     async with running(tmp_path) as run:
-        run.gateway.handlers["hotline"] = handler
+        run.gateway.switch.center = as_center(handler)
         async with web_call(run, "1000", 500.0) as (browser, ws, _answer):
             await expect(ws, "connected")
             await ws.send_json({"type": "dtmf", "digit": "5"})
@@ -321,7 +320,7 @@ async def test_unknown_number_is_rejected(tmp_path: Path) -> None:
                 assert (await expect(ws, "rejected"))["type"] == "rejected"
         finally:
             await browser.close()
-        await _until(lambda: not run.gateway.sessions and not _media_channels(run))
+        await _until(lambda: not run.gateway.ua.web_sessions and not _media_channels(run))
 
 
 def _media_channels(run: Running) -> int:
@@ -366,7 +365,7 @@ async def test_web_caller_bridged_to_a_sip_leg(tmp_path: Path) -> None:
 
     async def handler(session: CallSession) -> None:
         await session.answer()
-        other = await run.gateway.originate(f"sip:uas@127.0.0.1:{sip_port}", ring_timeout=10)
+        other = await run.gateway.ua.originate(f"sip:uas@127.0.0.1:{sip_port}", ring_timeout=10)
         assert other is not None, "SIPp did not answer"
         await session.bridge(other)
         bridged.set_result({"channel": other.channel})
@@ -382,14 +381,14 @@ async def test_web_caller_bridged_to_a_sip_leg(tmp_path: Path) -> None:
     try:
         await asyncio.sleep(0.3)
         async with running(tmp_path) as run:
-            run.gateway.handlers["hotline"] = handler
+            run.gateway.switch.center = as_center(handler)
             async with web_call(run, "1000", 650.0) as (browser, _ws, _answer):
                 info = await asyncio.wait_for(bridged, 15)
                 assert info["channel"] == "sip"
                 peak = await browser.hears(650.0, within=15)
                 print(f"web -> sip echo -> web: heard {peak:.1f} Hz")
                 await asyncio.sleep(1.5)  # a few dozen more packets each way
-            await _until(lambda: not run.gateway.sessions)
+            await _until(lambda: not run.gateway.ua.web_sessions)
         rc = await asyncio.wait_for(asyncio.to_thread(proc.wait), 20)
         assert rc == 0, f"sipp exited {rc}"
         assert bridged_stats.get("packets_out", 0) > 50, bridged_stats
@@ -423,7 +422,7 @@ async def test_agent_login_is_checked(tmp_path: Path) -> None:
             async with http.ws_connect(run.url("/ws/agent")) as ws:
                 await ws.send_json({"type": "login", "agent": agent, "password": password})
                 assert (await ws.receive_json(timeout=5)) == {"type": "login_failed"}
-        assert not run.gateway.browser_phones
+        assert not run.gateway.registrations.browser_phones
 
 
 async def test_web_caller_bridged_to_an_agent_browser(tmp_path: Path) -> None:
@@ -432,7 +431,7 @@ async def test_web_caller_bridged_to_an_agent_browser(tmp_path: Path) -> None:
 
     async def handler(session: CallSession) -> None:
         await session.answer()
-        other = await run.gateway.originate("alice", ring_timeout=10, caller=session.caller)
+        other = await run.gateway.ua.originate("alice", ring_timeout=10, caller=session.caller)
         assert other is not None and other.channel == "webrtc"
         await session.bridge(other)
         try:
@@ -442,10 +441,10 @@ async def test_web_caller_bridged_to_an_agent_browser(tmp_path: Path) -> None:
             ended.set_result(None)
 
     async with running(tmp_path) as run, aiohttp.ClientSession() as http:
-        run.gateway.handlers["hotline"] = handler
+        run.gateway.switch.center = as_center(handler)
         agent_ws, answering = await _agent_phone(run, http, agent_browser)
         try:
-            await _until(lambda: "alice" in run.gateway.browser_phones)
+            await _until(lambda: "alice" in run.gateway.registrations.browser_phones)
             async with web_call(run, "1000", 400.0) as (caller, _ws, _answer):
                 await asyncio.wait_for(answering, 15)
                 await caller.hears(900.0, within=15)  # the agent's voice
@@ -453,11 +452,11 @@ async def test_web_caller_bridged_to_an_agent_browser(tmp_path: Path) -> None:
             await asyncio.wait_for(ended, 10)
             hangup = await expect(agent_ws, "hangup")
             assert hangup["type"] == "hangup"
-            assert "alice" in run.gateway.browser_phones  # still logged in
+            assert "alice" in run.gateway.registrations.browser_phones  # still logged in
         finally:
             answering.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await answering
             await agent_ws.close()
             await agent_browser.close()
-        await _until(lambda: "alice" not in run.gateway.browser_phones)
+        await _until(lambda: "alice" not in run.gateway.registrations.browser_phones)

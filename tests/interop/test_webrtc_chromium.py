@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 
 from media_gateway.audio.wav import write_wav
+from tests.interop.harness import as_center
 from tests.interop.test_webrtc import running
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
@@ -217,14 +218,14 @@ async def test_chromium_calls_the_echo_test(tmp_path: Path) -> None:
         print(f"chromium /call *43: {stats}")
         assert stats["codec"].lower() == "audio/pcmu", stats
         assert stats["state"] == "connected", stats
-        assert len(run.gateway.sessions) == 1
+        assert len(run.gateway.ua.web_sessions) == 1
         server = getattr(run.gateway.media, "server", None)
         if server is not None:  # the echo heard what Chromium sent: the tone's packets
             chans = list(server.engine.channels.values())
             assert chans and chans[0].packets_in > 50, chans
         await devtools.evaluate(session, "document.getElementById('hangup').click(); true")
         async with asyncio.timeout(10):
-            while run.gateway.sessions:
+            while run.gateway.ua.web_sessions:
                 await asyncio.sleep(0.05)
 
 
@@ -238,7 +239,7 @@ async def test_chromium_agent_page_answers_a_web_caller(tmp_path: Path) -> None:
 
     async def handler(session: CallSession) -> None:
         await session.answer()
-        other = await run.gateway.originate("alice", ring_timeout=15, caller="web-caller")
+        other = await run.gateway.ua.originate("alice", ring_timeout=15, caller="web-caller")
         assert other is not None, "the agent page did not answer"
         await session.bridge(other)
         bridged.set_result(None)
@@ -248,7 +249,7 @@ async def test_chromium_agent_page_answers_a_web_caller(tmp_path: Path) -> None:
             await other.hangup()
 
     async with running(tmp_path) as run, chromium(wav) as (devtools, _proc):
-        run.gateway.handlers["hotline"] = handler
+        run.gateway.switch.center = as_center(handler)
         page = await _page(devtools, f"http://127.0.0.1:{run.http_port}/agent")
         await devtools.evaluate(
             page,
@@ -257,7 +258,7 @@ async def test_chromium_agent_page_answers_a_web_caller(tmp_path: Path) -> None:
             "document.querySelector('#login button').click(); true",
         )
         async with asyncio.timeout(10):
-            while "alice" not in run.gateway.browser_phones:
+            while "alice" not in run.gateway.registrations.browser_phones:
                 await asyncio.sleep(0.05)
         async with web_call(run, "1000", 500.0) as (caller, ws, _answer):
             await expect(ws, "connected")
@@ -279,4 +280,4 @@ async def test_chromium_agent_page_answers_a_web_caller(tmp_path: Path) -> None:
         async with asyncio.timeout(10):
             while await devtools.evaluate(page, "window.hotlineStats.state") != "idle":
                 await asyncio.sleep(0.1)
-        assert "alice" in run.gateway.browser_phones  # still logged in after the call
+        assert "alice" in run.gateway.registrations.browser_phones  # still logged in after the call

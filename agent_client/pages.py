@@ -1,0 +1,23 @@
+"""The agent's pages, served by the service: today the browser phone (``/agent``).
+
+The page talks only to the public surface (the ``/ws/agent`` WebSocket of
+``media_gateway/webrtc.py``); nothing here imports the server's internals.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+STATIC = Path(__file__).resolve().parent / "static"
+AGENT_PAGE = STATIC / "agent.html"
+
+
+def add_routes(app: web.Application) -> None:
+    """``GET /agent``: the browser phone for an agent."""
+
+    async def agent_page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(AGENT_PAGE, headers={"Cache-Control": "no-cache"})
+
+    app.router.add_get("/agent", agent_page)

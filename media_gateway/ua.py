@@ -1,0 +1,1089 @@
+"""The SIP user agent: the sans-IO endpoint's typed events become ``CallSession``s.
+
+``SipUserAgent`` is the transaction user of ``sip/endpoint.py`` (through the asyncio shell
+``transport.py``). It answers REGISTER through ``Registrations``, checks every new INVITE
+(Request-URI scheme, Accept, Content-Type, SDP), asks a ``CallRouter`` what a dialled number
+leads to, opens the call's media, answers, and runs the service the router chose on a
+``CallSession``. Inside a call it handles re-INVITE (hold, media changes), INFO keys, NOTIFY and
+REFER (blind, or attended with Replaces, RFC 3891). It places outbound calls (``originate``) to
+a user's registered phone or browser, a ``sip:`` URI at an IP literal, or a number through a
+trunk, and keeps the trunks registered (``TrunkRegistrations``).
+
+It knows nothing of entry points, queues or agents: the router (the composition root's
+service switch) decides what a number means, and the ``directory`` maps a dialled target (an
+agent id or extension) to the SIP user whose phones ring. What the user agent observes for the
+metrics goes to a ``UaObserver``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from media_gateway.media.client import MediaClient
+from media_gateway.media.engine import MediaError
+from media_gateway.registrations import Registrations
+from media_gateway.rtp.dtmf import parse_info_body
+from media_gateway.sdp.offer_answer import NoCommonCodec, negotiated_media
+from media_gateway.sdp.session import SdpError, SessionDescription
+from media_gateway.session import CallSession, SessionEnded
+from media_gateway.sessions import Direction, SessionFactory
+from media_gateway.sip import events as ev
+from media_gateway.sip.dialog import CallHandle
+from media_gateway.sip.endpoint import EndpointConfig, SipEndpoint
+from media_gateway.sip.errors import SipParseError
+from media_gateway.sip.headers import format_hostport, parse_name_addr
+from media_gateway.sip.message import SipRequest
+from media_gateway.sip.trunk import CallerIdRule, apply_caller_id, match_did, normalise_number
+from media_gateway.sip.uri import parse_uri
+from media_gateway.sip_leg import SipLeg, media_update
+from media_gateway.transport import SipTransport
+from media_gateway.trunk_registrations import Trunk, TrunkRegistrations
+
+log = structlog.get_logger("hotline.ua")
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, REFER, NOTIFY"
+
+Service = Callable[[CallSession], Awaitable[None]]
+"""What runs on an answered-or-about-to-be-answered inbound session until the call is over."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UaSettings:
+    """The user agent's own settings (the composition root fills them from configuration)."""
+
+    sip_host: str = "127.0.0.1"
+    """Address the SIP transports listen on."""
+    sip_port: int = 5060
+    public_host: str = "127.0.0.1"
+    """IP literal written into Contact and SDP."""
+    transports: tuple[str, ...] = ("udp", "tcp")
+    user_agent: str = "hotline"
+    max_server_transactions: int = 20000
+    """Past this many unanswered server transactions, new INVITEs get 503."""
+    retry_after: int = 5
+    max_loop_lag: float = 0.25
+    """Event-loop lag (seconds) past which new INVITEs get 503 + Retry-After."""
+    udp_receive_buffer: int = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboundCall:
+    """What the service switch sees of a new INVITE."""
+
+    call_id: str
+    number: str
+    """The dialled number (Request-URI user), or the entry a trunk's DID maps it to."""
+    route: str
+    """``dialled``, or ``trunk:NAME`` when it came from a trunk's address with a known DID."""
+    caller: str
+    """The From user (the caller's number or SIP user)."""
+    source: tuple[str, int]
+    transport: str
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """The service switch's answer: which service runs the call."""
+
+    kind: str
+    """What the number is (``echo``, ``hotline``, ``queue``, ``extension``...): logs, metrics."""
+    service: Service
+
+
+class CallRouter(Protocol):
+    """The service switch: what a dialled number leads to."""
+
+    def route(self, call: InboundCall) -> Route | int:
+        """The service to run on the call, or a SIP status to refuse it with (404, 480...)."""
+        ...
+
+
+class UaObserver(Protocol):
+    """What the user agent reports for the metrics."""
+
+    def sip_request(self, method: str) -> None:
+        """A request received, by method."""
+        ...
+
+    def registration(self, outcome: str) -> None:
+        """A REGISTER answered: ``challenged``, ``bad_request`` or the status."""
+        ...
+
+    def call_setup(self, seconds: float) -> None:
+        """An inbound call answered: INVITE received -> 200 OK sent."""
+        ...
+
+    def call_ended(self, direction: str, outcome: str) -> None: ...
+
+
+class Wire(Protocol):
+    """What carries the endpoint's datagrams: ``transport.SipTransport`` on real sockets, or an
+    in-memory pair in the unit tests. ``pump()`` delivers events and sends what is queued."""
+
+    loop_lag: float
+
+    def pump(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class _NoObserver:
+    def sip_request(self, method: str) -> None:
+        pass
+
+    def registration(self, outcome: str) -> None:
+        pass
+
+    def call_setup(self, seconds: float) -> None:
+        pass
+
+    def call_ended(self, direction: str, outcome: str) -> None:
+        pass
+
+
+@dataclass(slots=True, kw_only=True)
+class CallRecord:
+    """What the user agent keeps about one SIP call in progress (either direction)."""
+
+    call_id: str
+    direction: Direction
+    entry: str
+    """``inbound``: the number's service kind as the switch named it; ``dial`` for outbound."""
+    caller: str
+    dialled: str
+    started: float
+    handle: CallHandle | None = None
+    chan: str = ""
+    """The call's media channel in the media process ("" until opened, or once closed)."""
+    leg: SipLeg | None = None
+    session: CallSession | None = None
+    answered_at: float | None = None
+    outcome: str = ""
+    route: str = "dialled"
+    source: tuple[str, int] | None = None
+    agent: str = ""
+    """Outbound: the user whose phone was called."""
+    trunk: str = ""
+    caller_id: str = ""
+    offer: SessionDescription | None = None
+    """Outbound: our SDP offer, until the answer arrives."""
+    answered: asyncio.Future[None] | None = None
+    """Outbound: resolved once the answer's media is applied."""
+    done: asyncio.Future[CallReport] | None = None
+    """Resolved when the call ends."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallReport:
+    """How an outbound test call went (``POST /api/dial``)."""
+
+    call_id: str
+    outcome: str
+    talk_seconds: float = 0.0
+    agent: str = ""
+    trunk: str = ""
+    caller_id: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "call_id": self.call_id,
+            "outcome": self.outcome,
+            "talk_seconds": self.talk_seconds,
+        }
+        for key in ("agent", "trunk", "caller_id"):
+            if getattr(self, key):
+                out[key] = getattr(self, key)
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Destination:
+    """Where and how to send an outbound INVITE."""
+
+    uri: str
+    dest: tuple[str, int]
+    transport: str = "udp"
+    to_uri: str
+    from_uri: str
+    from_display: str | None = "hotline"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    agent: str = ""
+    trunk: str = ""
+    caller_id: str = ""
+
+
+class SipUserAgent:
+    """The transaction user: registrations, INVITE checks, sessions, in-dialog requests,
+    outbound calls and trunk registrations."""
+
+    def __init__(
+        self,
+        settings: UaSettings,
+        *,
+        media: MediaClient,
+        registrations: Registrations,
+        router: CallRouter,
+        directory: Callable[[str], str | None],
+        known_users: Callable[[], Sequence[str]],
+        trunks: Sequence[Trunk] = (),
+        language: str = "en",
+        observer: UaObserver | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.loop = asyncio.get_running_loop()
+        self.rng = rng or random.SystemRandom()
+        self.endpoint = SipEndpoint(
+            EndpointConfig(
+                host=settings.public_host,
+                port=settings.sip_port,
+                transport="udp",
+                user_agent=settings.user_agent,
+                max_server_transactions=settings.max_server_transactions,
+                retry_after=settings.retry_after,
+                allow=ALLOW,
+            ),
+            rng=self.rng,
+        )
+        self._media = media
+        self._registrations = registrations
+        self.router = router
+        self.directory = directory
+        """Maps a dialled target (an agent's id or extension) to the SIP user to ring."""
+        self.known_users = known_users
+        self.trunks = list(trunks)
+        self.observer: UaObserver = observer or _NoObserver()
+        self._sessions = SessionFactory(media, language=language, rerouter=self.reroute)
+        self.trunk_registrations = TrunkRegistrations(
+            self.trunks,
+            self.endpoint,
+            local_host=settings.public_host,
+            local_port=settings.sip_port,
+            rng=self.rng,
+            clock=self.loop.time,
+        )
+        self.calls: dict[CallHandle, CallRecord] = {}
+        """SIP calls in progress by their endpoint handle (handles hash by identity)."""
+        self.web_sessions: set[CallSession] = set()
+        """Sessions that did not come through SIP (WebRTC), for the debug counts."""
+        self.transport: Wire | None = None
+        self._chan_seq = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- SessionHost (for webrtc.py) -----------------------------------------------------------
+
+    @property
+    def sessions(self) -> SessionFactory:
+        return self._sessions
+
+    @property
+    def media(self) -> MediaClient:
+        return self._media
+
+    @property
+    def registrations(self) -> Registrations:
+        return self._registrations
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        transport = SipTransport(
+            self.endpoint,
+            self.on_event,
+            max_loop_lag=s.max_loop_lag,
+            udp_receive_buffer=s.udp_receive_buffer,
+        )
+        await transport.start(s.sip_host, s.sip_port, s.transports)
+        self.transport = transport
+        if self.trunk_registrations.registrations:
+            self._spawn(self._trunk_loop())
+        self._spawn(self._expire_registrations())
+
+    async def stop(self) -> None:
+        now = self.loop.time()
+        for record in list(self.calls.values()):
+            if record.done is not None and not record.done.done():
+                record.done.set_result(CallReport(record.call_id, "shutdown"))
+            if record.answered_at is not None and record.handle is not None:
+                with contextlib.suppress(Exception):
+                    self.endpoint.bye(record.handle, now=now)
+        if self.transport is not None:
+            self.transport.pump()
+            await asyncio.sleep(0.05)
+        for task in list(self._tasks):
+            task.cancel()
+        if self.transport is not None:
+            await self.transport.close()
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    def calls_snapshot(self) -> list[dict[str, Any]]:
+        now = self.loop.time()
+        return [
+            {
+                "call_id": r.call_id,
+                "direction": r.direction,
+                "entry": r.entry,
+                "caller": r.caller,
+                "dialled": r.dialled,
+                "seconds": round(now - r.started, 1),
+                "answered": r.answered_at is not None,
+            }
+            for r in self.calls.values()
+        ]
+
+    def debug_counts(self) -> dict[str, Any]:
+        return {
+            "active_calls": len(self.endpoint.active_calls()),
+            "gateway_calls": len(self.calls),
+            "transactions": self.endpoint.transaction_count(),
+            "transaction_sample": self.endpoint.transaction_summary(5),
+            "rtp_endpoints": sum(1 for r in self.calls.values() if r.chan),
+            "sessions": len(self.web_sessions),
+            "stats": dict(self.endpoint.stats),
+        }
+
+    # -- event dispatch ----------------------------------------------------------------------
+
+    def on_event(self, event: ev.SipEvent) -> None:
+        match event:
+            case ev.InviteReceived():
+                self.observer.sip_request("INVITE")
+                with structlog.contextvars.bound_contextvars(
+                    call_id=event.request.headers.get("Call-ID")
+                ):
+                    self._on_invite(event)
+            case ev.RequestReceived():
+                method = event.request.method
+                self.observer.sip_request(method)
+                if method == "REGISTER":
+                    self._on_register(event)
+                else:
+                    self._respond(event.transaction, 405, headers=[("Allow", ALLOW)])
+            case ev.CallEnded():
+                self._on_call_ended(event)
+            case ev.CallAnswered():
+                self._on_answered(event)
+            case ev.CallFailed():
+                record = self.calls.get(event.call)
+                if record is not None:
+                    self._finish(record, f"failed:{event.status}")
+            case ev.ReinviteReceived():
+                self._on_reinvite(event)
+            case ev.ReinviteResponded():
+                record = self.calls.get(event.call)
+                if record is not None and record.leg is not None:
+                    record.leg.reinvite_answered(event.status, event.sdp)
+            case ev.InDialogRequestReceived():
+                self._on_in_dialog(event)
+            case ev.InfoReceived():
+                self.observer.sip_request("INFO")
+                self._on_info(event)
+            case ev.AckTimedOut():
+                self.endpoint.bye(event.call, now=self.loop.time())
+                self._flush()
+            case ev.ResponseReceived():
+                self._request_done(event.transaction, event.response.status, event.response)
+            case ev.RequestTimedOut():
+                self._request_done(event.transaction, 408, None)
+            case _:
+                pass  # AckReceived, CancelReceived (a CallEnded follows), CallProgress
+
+    def _request_done(self, tx: object, status: int, response: Any) -> None:
+        """A response to one of our out-of-dialog or in-dialog requests."""
+        for record in self.calls.values():
+            if record.leg is not None and record.leg.owns_request(tx):
+                record.leg.request_answered(tx, status)
+                return
+        headers = response.headers if response is not None else None
+        self.trunk_registrations.response(tx, status, headers)
+
+    def _on_in_dialog(self, event: ev.InDialogRequestReceived) -> None:
+        method = event.request.method
+        self.observer.sip_request(method)
+        if method == "OPTIONS":
+            self._respond(event.transaction, 200, headers=[("Allow", ALLOW)])
+        elif method == "NOTIFY":
+            self._respond(event.transaction, 200)
+            record = self.calls.get(event.call)
+            if record is not None and record.leg is not None:
+                record.leg.notify(event.request.body)
+        elif method == "REFER":
+            self._on_refer(event)
+        else:
+            self._respond(event.transaction, 501, headers=[("Allow", ALLOW)])
+
+    def _on_info(self, event: ev.InfoReceived) -> None:
+        """SIP INFO keys (application/dtmf-relay, application/dtmf) join the session's keys."""
+        record = self.calls.get(event.call)
+        try:
+            digit = parse_info_body(event.content_type, event.body, at=self.loop.time())
+        except ValueError as exc:
+            log.info("sip_info_ignored", call_id=record.call_id if record else "", reason=str(exc))
+            return
+        if record is not None and record.session is not None:
+            record.session.digit_from_signalling(digit.digit, "info")
+
+    # -- the SIP side of sessions (SipSide for sip_leg.py) ------------------------------------
+
+    def flush(self) -> None:
+        self._flush()
+
+    def respond_sdp(self, handle: Any, status: int, body: bytes) -> None:
+        self._respond(handle, status, body=body, headers=[("Content-Type", "application/sdp")])
+        record = self.calls.get(handle)
+        if record is not None and 200 <= status < 300 and record.answered_at is None:
+            record.answered_at = self.loop.time()
+            self.observer.call_setup(record.answered_at - record.started)
+            log.info(
+                "call_answered",
+                call_id=record.call_id,
+                entry=record.entry,
+                caller=record.caller,
+                dialled=record.dialled,
+            )
+
+    def ringing(self, handle: Any) -> None:
+        """180 Ringing (while a colleague's phone rings for this caller)."""
+        self._respond(handle, 180)
+
+    def _respond(
+        self,
+        handle: Any,
+        status: int,
+        *,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes = b"",
+        reason: str | None = None,
+    ) -> None:
+        self.endpoint.respond(
+            handle, status, reason=reason, headers=headers or [], body=body, now=self.loop.time()
+        )
+        self._flush()
+
+    def _flush(self) -> None:
+        """Send what the endpoint queued. Inside event dispatch the pump sends after the
+        handler anyway; from a task (an answer after an await) it sends now."""
+        if self.transport is not None:
+            self.transport.pump()
+
+    async def _open_media(self, record: CallRecord) -> int:
+        self._chan_seq += 1
+        chan = f"{record.direction[0]}{self._chan_seq}"
+        reply = await self._media.request("open", chan=chan)
+        record.chan = chan
+        return int(reply["port"])
+
+    async def _close_media(self, record: CallRecord) -> None:
+        chan, record.chan = record.chan, ""
+        if not chan:
+            return
+        self._media.unsubscribe(chan)
+        with contextlib.suppress(MediaError):
+            await self._media.request("close", chan=chan)
+
+    # -- REGISTER ----------------------------------------------------------------------------
+
+    def _on_register(self, event: ev.RequestReceived) -> None:
+        reply = self._registrations.register(
+            event.request, source=event.source, transport=event.transport, now=self.loop.time()
+        )
+        self.observer.registration(reply.outcome)
+        self._respond(event.transaction, reply.status, headers=reply.headers, reason=reply.reason)
+
+    # -- INVITE --------------------------------------------------------------------------------
+
+    def _dialled(self, request: SipRequest, source: tuple[str, int]) -> tuple[str, str]:
+        """(number, route) for an initial INVITE: a trunk's DID maps to its entry number."""
+        uri = parse_uri(request.uri)  # raises SipParseError(416) on an unknown scheme
+        dialled = uri.user or ""
+        for trunk in self.trunks:
+            if trunk.address[0] == source[0]:
+                entry = match_did(trunk.dids, dialled)
+                if entry is not None:
+                    return entry, f"trunk:{trunk.name}"
+        return dialled, "dialled"
+
+    def _on_invite(self, event: ev.InviteReceived) -> None:
+        request = event.request
+        handle = event.call
+        try:
+            number, route = self._dialled(request, event.source)
+        except SipParseError as exc:
+            self._respond(handle, exc.status_hint if exc.status_hint in (400, 416) else 400)
+            return
+        accept = request.headers.get_list("Accept")
+        if accept and not any(
+            a.split(";")[0].strip().lower() in ("application/sdp", "*/*", "application/*")
+            for a in accept
+        ):
+            self._respond(handle, 406, headers=[("Warning", '399 hotline "only application/sdp"')])
+            return
+        ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if request.body and ctype != "application/sdp":
+            self._respond(handle, 415, headers=[("Accept", "application/sdp")])
+            return
+        offer: SessionDescription | None = None
+        if request.body:
+            try:
+                offer = SessionDescription.parse(request.body)
+            except SdpError as exc:
+                self._respond(handle, 400, reason=f"Bad SDP: {exc}"[:60])
+                return
+        call = InboundCall(
+            call_id=request.headers.get("Call-ID") or "",
+            number=number,
+            route=route,
+            caller=_caller(request),
+            source=event.source,
+            transport=event.transport,
+        )
+        decision = self.router.route(call)
+        if isinstance(decision, int):
+            reason = "Temporarily Unavailable" if decision == 480 else None
+            self._respond(handle, decision, reason=reason)
+            return
+        record = CallRecord(
+            call_id=call.call_id,
+            direction="inbound",
+            entry=decision.kind,
+            caller=call.caller,
+            dialled=number,
+            started=self.loop.time(),
+            handle=handle,
+            route=route,
+            source=event.source,
+        )
+        self.calls[handle] = record
+        self._spawn(self._start_session(record, offer, decision.service))
+
+    async def _start_session(
+        self, record: CallRecord, offer: SessionDescription | None, service: Service
+    ) -> None:
+        """Open the call's media, prepare the SDP answer, and run the service on the session."""
+        with structlog.contextvars.bound_contextvars(call_id=record.call_id):
+            try:
+                port = await self._open_media(record)
+            except MediaError as exc:
+                log.error("rtp_unavailable", error=str(exc))
+                self._respond(record.handle, 503, headers=[("Retry-After", "5")])
+                self._finish(record, "rtp_unavailable")
+                return
+            if record.handle not in self.calls:  # cancelled while the port was opened
+                await self._close_media(record)
+                return
+            from_trunk = record.route.startswith("trunk:")
+            leg = SipLeg(
+                self,
+                record.handle,
+                local_ip=self.settings.public_host,
+                local_port=port,
+                channel="trunk" if from_trunk else "sip",
+                session_id=str(self.rng.getrandbits(40)),
+                sip_port=self.settings.sip_port,
+            )
+            record.leg = leg
+            try:
+                update = leg.prepare_answer(offer)
+            except NoCommonCodec:
+                self._respond(
+                    record.handle, 488, headers=[("Warning", '305 hotline "no common codec"')]
+                )
+                self._finish(record, "no_common_codec")
+                return
+            session = self._sessions.build(
+                session_id=record.call_id,
+                leg=leg,
+                chan=record.chan,
+                caller=record.caller,
+                dialled=record.dialled,
+                direction="inbound",
+            )
+            record.session = session
+            # How to call this caller back later (a voicemail or callback request): their
+            # number through the trunk they came in on, or their phone's own address.
+            if from_trunk and record.caller:
+                session.vars["callback_uri"] = record.caller
+            elif record.caller and record.source is not None:
+                ip, sport = record.source
+                session.vars["callback_uri"] = f"sip:{record.caller}@{format_hostport(ip, sport)}"
+            if update is not None:
+                try:
+                    await self._media.request("update", chan=record.chan, **update.fields())
+                except MediaError as exc:
+                    log.error("media_failed", error=str(exc))
+                    await session.hangup("media_failed")
+                    return
+            await self._serve(session, service, entry=record.entry)
+
+    async def _serve(self, session: CallSession, service: Service, *, entry: str) -> None:
+        """Run a service on a session (any channel); when it returns or fails, the call ends."""
+        try:
+            with contextlib.suppress(SessionEnded):
+                await service(session)
+        except MediaError as exc:
+            log.error("media_failed", error=str(exc))
+        except Exception:
+            log.exception("session_handler_failed", entry=entry)
+        finally:
+            if session.state != "ended":
+                with contextlib.suppress(Exception):
+                    await session.hangup("normal")
+
+    async def echo(self, session: CallSession) -> None:
+        """The echo test: answer and return the caller's own RTP until they hang up."""
+        await session.answer()
+        await self._media.request("echo", chan=session.chan, on=True)
+        await session.ended.wait()
+
+    async def accept_session(self, session: CallSession, number: str) -> bool:
+        """A session that arrived by another channel (WebRTC): route ``number`` like an INVITE's
+        and run its service. False when no entry point takes it."""
+        call = InboundCall(
+            call_id=session.id,
+            number=number,
+            route="webrtc",
+            caller=session.caller,
+            source=("0.0.0.0", 0),
+            transport="ws",
+        )
+        decision = self.router.route(call)
+        if isinstance(decision, int):
+            return False
+        self.web_sessions.add(session)
+        self._spawn(self._run_web_session(session, decision))
+        return True
+
+    async def _run_web_session(self, session: CallSession, route: Route) -> None:
+        entry = route.kind
+        with structlog.contextvars.bound_contextvars(call_id=session.id):
+            log.info(
+                "session_started",
+                channel=session.channel,
+                caller=session.caller,
+                dialled=session.dialled,
+                entry=entry,
+            )
+            try:
+                await self._serve(session, route.service, entry=entry)
+            finally:
+                self.web_sessions.discard(session)
+                log.info("session_ended", by=session.ended_by, cause=session.cause)
+
+    async def _end_session(self, record: CallRecord, session: CallSession, by: str) -> None:
+        await session.ended_by_signalling(by, record.outcome)
+        stats = session.final_stats or {}
+        record.chan = ""
+        if stats:
+            log.info(
+                "call_media",
+                call_id=record.call_id,
+                rtp_in=stats.get("packets_in", 0),
+                rtp_out=stats.get("packets_out", 0),
+                lost=stats.get("lost", 0),
+                jitter_ms=stats.get("jitter_ms", 0.0),
+                peer_fraction_lost=stats.get("peer_fraction_lost", 0.0),
+            )
+
+    # -- REFER (RFC 3515, Replaces RFC 3891) ---------------------------------------------------
+
+    def _on_refer(self, event: ev.InDialogRequestReceived) -> None:
+        """A phone in a bridged call asks us to transfer its peer: blind, or attended when
+        Refer-To carries Replaces naming its consultation call."""
+        record = self.calls.get(event.call)
+        if record is None or record.session is None or record.session.bridged_to is None:
+            self._respond(event.transaction, 603, reason="Nothing to transfer")
+            return
+        raw = event.request.headers.get("Refer-To") or ""
+        try:
+            uri = parse_uri(parse_name_addr(raw).uri)
+        except SipParseError:
+            self._respond(event.transaction, 400, reason="Bad Refer-To")
+            return
+        replaces = next((v for k, v in uri.headers.items() if k.lower() == "replaces"), None)
+        target = uri.user or ""
+        s = self.settings
+        ours = uri.host in (s.public_host, s.sip_host) and uri.port in (None, s.sip_port)
+        if not ours:  # somewhere else: only an IP literal is ever called (nothing resolved)
+            with contextlib.suppress(ValueError):
+                ipaddress.ip_address(uri.host)
+                target = f"sip:{uri.user}@{format_hostport(uri.host, uri.port or 5060)}"
+        self._respond(event.transaction, 202)
+        self._spawn(self._transfer_for(record, record.session, target, replaces))
+
+    async def _transfer_for(
+        self, record: CallRecord, referrer: CallSession, target: str, replaces: str | None
+    ) -> None:
+        peer = referrer.bridged_to
+        ok = False
+        if peer is not None:
+            if replaces:
+                consult = self._consultation(replaces)
+                other = consult.session.bridged_to if consult and consult.session else None
+                if other is not None and other.state != "ended" and peer.state != "ended":
+                    await peer.bridge(other)  # caller <-> colleague; both referrer legs go
+                    ok = True
+                    assert consult is not None and consult.session is not None
+                    await consult.session.hangup("transferred")
+            else:
+                ok = await peer.transfer(target, mode="reroute")
+        log.info(
+            "transfer_by_phone",
+            call_id=record.call_id,
+            target=target,
+            attended=bool(replaces),
+            ok=ok,
+        )
+        frag = b"SIP/2.0 200 OK\r\n" if ok else b"SIP/2.0 503 Service Unavailable\r\n"
+        if referrer.state != "ended" and record.handle is not None:
+            with contextlib.suppress(Exception):
+                self.endpoint.in_dialog_request(
+                    record.handle,
+                    "NOTIFY",
+                    headers=[
+                        ("Event", "refer"),
+                        ("Subscription-State", "terminated;reason=noresource"),
+                        ("Content-Type", "message/sipfrag;version=2.0"),
+                    ],
+                    body=frag,
+                    now=self.loop.time(),
+                )
+                self._flush()
+            if ok:
+                await referrer.hangup("transferred")
+
+    def _consultation(self, replaces: str) -> CallRecord | None:
+        """The call a Replaces value names: ``call-id;to-tag=..;from-tag=..``."""
+        call_id = replaces.split(";", 1)[0].strip()
+        return next((r for r in self.calls.values() if r.call_id == call_id), None)
+
+    async def reroute(self, session: CallSession, target: str) -> bool:
+        """Transfer by re-routing: we call ``target`` (an agent, or an IP SIP URI) and bridge."""
+        try:
+            other = await self.originate(target, ring_timeout=30.0)
+        except (LookupError, ValueError) as exc:
+            log.info("transfer_failed", call_id=session.id, target=target, reason=str(exc))
+            return False
+        if other is None:
+            return False
+        if session.state == "ended":
+            await other.hangup("normal")
+            return False
+        await session.bridge(other)
+        return True
+
+    # -- re-INVITE -----------------------------------------------------------------------------
+
+    def _on_reinvite(self, event: ev.ReinviteReceived) -> None:
+        """Hold/unhold or a media change: answer with our same RTP port (RFC 3264 §8)."""
+        record = self.calls.get(event.call)
+        if record is None or record.leg is None:
+            self._respond(event.transaction, 488)
+            return
+        try:
+            answer, update = record.leg.answer_reinvite(event.sdp)
+        except (SdpError, NoCommonCodec):
+            self._respond(event.transaction, 488)
+            return
+        self._respond(
+            event.transaction,
+            200,
+            body=answer.to_bytes(),
+            headers=[("Content-Type", "application/sdp")],
+        )
+        if update is not None and record.chan:
+            self._spawn(self._apply_reinvite(record, update.fields(), update.held))
+
+    async def _apply_reinvite(self, record: CallRecord, fields: dict[str, Any], held: bool) -> None:
+        with contextlib.suppress(MediaError):
+            await self._media.request("update", chan=record.chan, **fields)
+        if record.session is not None:
+            await record.session.remote_hold_changed(held)
+
+    # -- the end of a call ---------------------------------------------------------------------
+
+    def _on_call_ended(self, event: ev.CallEnded) -> None:
+        record = self.calls.get(event.call)
+        if record is None:
+            return
+        outcome = "completed" if record.answered_at is not None else f"ended:{event.reason}"
+        self._finish(record, outcome, by=event.by)
+
+    def _finish(self, record: CallRecord, outcome: str, *, by: str = "") -> None:
+        if record.handle is None or self.calls.pop(record.handle, None) is None:
+            return
+        record.outcome = outcome
+        if record.session is not None:
+            self._spawn(self._end_session(record, record.session, by or "local"))
+        elif record.chan:
+            self._spawn(self._close_media(record))
+        now = self.loop.time()
+        self.observer.call_ended(record.direction, outcome.split(":")[0])
+        talk = round(now - record.answered_at, 3) if record.answered_at is not None else 0.0
+        log.info(
+            "sip_call_ended",
+            call_id=record.call_id,
+            direction=record.direction,
+            entry=record.entry,
+            caller=record.caller,
+            dialled=record.dialled,
+            outcome=outcome,
+            by=by,
+            duration=round(now - record.started, 3),
+            talk=talk,
+        )
+        if record.done is not None and not record.done.done():
+            record.done.set_result(
+                CallReport(
+                    record.call_id,
+                    outcome,
+                    talk,
+                    agent=record.agent,
+                    trunk=record.trunk,
+                    caller_id=record.caller_id,
+                )
+            )
+
+    # -- outbound calls (UAC) ----------------------------------------------------------------
+
+    def _user_destination(self, user: str, caller: str) -> _Destination:
+        bindings = self._registrations.contacts(user, self.loop.time())
+        if not bindings:
+            raise LookupError(f"agent {user!r} has no registered phone")
+        b = bindings[0]
+        host = self.settings.public_host
+        return _Destination(
+            uri=str(b.contact),
+            dest=b.source,
+            transport=b.transport,
+            to_uri=f"sip:{user}@{host}",
+            from_uri=f"sip:{caller}@{host}",
+            agent=user,
+        )
+
+    def _trunk_destination(self, number: str, trunk_name: str, caller: str) -> _Destination:
+        """Where and how to call ``number`` through a trunk (caller-id rules applied)."""
+        trunk = next((t for t in self.trunks if t.name == trunk_name), None)
+        if trunk is None:
+            raise LookupError(f"no trunk {trunk_name!r}")
+        dialled = normalise_number(number)
+        if len(dialled.lstrip("+")) < 2:
+            raise ValueError(f"not a dialable number: {number!r}")
+        rule = CallerIdRule(
+            number=trunk.caller_id,
+            display=trunk.caller_id_display,
+            withhold=trunk.withhold_caller_id,
+        )
+        shown, display, headers = apply_caller_id(rule, caller or "hotline", None)
+        host = format_hostport(trunk.address[0], trunk.address[1])
+        uri = f"sip:{dialled}@{host};user=phone"
+        return _Destination(
+            uri=uri,
+            dest=trunk.address,
+            to_uri=uri,
+            from_uri=f"sip:{shown}@{self.settings.public_host}",
+            from_display=display,
+            headers=headers,
+            trunk=trunk.name,
+            caller_id=shown,
+        )
+
+    def _uri_destination(self, uri_text: str, dest: tuple[str, int], caller: str) -> _Destination:
+        ipaddress.ip_address(dest[0])  # ValueError for names: we resolve nothing
+        return _Destination(
+            uri=uri_text,
+            dest=dest,
+            to_uri=uri_text,
+            from_uri=f"sip:{caller}@{self.settings.public_host}",
+        )
+
+    async def originate(
+        self, target: str, *, ring_timeout: float = 30.0, caller: str = "hotline"
+    ) -> CallSession | None:
+        """Call a user (an agent's id or extension: their browser phone, else their registered
+        phone), a number (through the first trunk) or ``sip:user@IP[:port]``; the answered
+        session, or None when nobody answered. LookupError: the user has no phone; ValueError:
+        the target cannot be called."""
+        user = self.directory(target)
+        if user is not None:
+            phone = self._registrations.browser_phones.get(user)
+            if phone is not None:
+                return await phone.ring(caller, ring_timeout)
+            _, session = await self._invite(self._user_destination(user, caller), ring_timeout)
+            return session
+        digits = target.lstrip("+")
+        if digits.isdigit() and len(digits) >= 5 and self.trunks:
+            # A phone number (a callback to a PSTN caller): out through the first trunk.
+            dest = self._trunk_destination(target, self.trunks[0].name, "")
+            _, session = await self._invite(dest, ring_timeout)
+            return session
+        try:
+            uri = parse_uri(target)
+        except SipParseError as exc:  # not a ValueError: callers catch (LookupError, ValueError)
+            raise ValueError(f"cannot call {target!r}: {exc}") from exc
+        if uri.scheme not in ("sip", "sips"):
+            raise ValueError(f"cannot call {target!r}: only agents and sip: URIs")
+        dest = self._uri_destination(target, (uri.host, uri.port or 5060), caller)
+        _, session = await self._invite(dest, ring_timeout)
+        return session
+
+    async def test_call(
+        self,
+        *,
+        agent: str | None = None,
+        uri: str | None = None,
+        dest: tuple[str, int] | None = None,
+        number: str | None = None,
+        trunk: str | None = None,
+        caller: str = "",
+        hold_seconds: float = 1.0,
+        ring_timeout: float = 30.0,
+    ) -> CallReport:
+        """Place a call (to a user's phone, a URI at an address, or a number through a trunk),
+        keep it ``hold_seconds`` once answered, hang up, and report how it went."""
+        if agent is not None:
+            if not self._registrations.contacts(agent, self.loop.time()):
+                return CallReport("", "not_registered", agent=agent)
+            destination = self._user_destination(agent, "hotline")
+        elif number is not None and trunk is not None:
+            destination = self._trunk_destination(number, trunk, caller)
+            ring_timeout = max(ring_timeout, 60.0)
+        elif uri is not None and dest is not None:
+            destination = self._uri_destination(uri, dest, "hotline")
+        else:
+            raise ValueError("a test call needs an agent, a uri and dest, or a number and trunk")
+        record, session = await self._invite(destination, ring_timeout)
+        if session is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(session.ended.wait(), hold_seconds)
+            if session.state != "ended":
+                await session.hangup("normal")
+        assert record.done is not None
+        return await asyncio.wait_for(asyncio.shield(record.done), 40)
+
+    async def _invite(
+        self, d: _Destination, ring_timeout: float
+    ) -> tuple[CallRecord, CallSession | None]:
+        record = CallRecord(
+            call_id="",
+            direction="outbound",
+            entry="dial",
+            caller="hotline",
+            dialled=d.uri,
+            started=self.loop.time(),
+            done=self.loop.create_future(),
+            agent=d.agent,
+            trunk=d.trunk,
+            caller_id=d.caller_id,
+        )
+        port = await self._open_media(record)
+        leg = SipLeg(
+            self,
+            None,
+            local_ip=self.settings.public_host,
+            local_port=port,
+            channel="trunk" if d.trunk else "sip",
+            session_id=str(self.rng.getrandbits(40)),
+            sip_port=self.settings.sip_port,
+        )
+        leg.answered = True
+        offer = leg.local_offer()
+        handle = self.endpoint.invite(
+            d.uri,
+            d.dest,
+            from_uri=d.from_uri,
+            from_display=d.from_display,
+            to_uri=d.to_uri,
+            sdp=offer.to_bytes(),
+            headers=d.headers,
+            now=self.loop.time(),
+            transport=d.transport,
+        )
+        leg.handle = handle
+        record.handle = handle
+        record.call_id = handle.call_id
+        record.leg = leg
+        record.offer = offer
+        answered: asyncio.Future[None] = self.loop.create_future()
+        record.answered = answered
+        session = self._sessions.build(
+            session_id=record.call_id,
+            leg=leg,
+            chan=record.chan,
+            caller="hotline",
+            dialled=d.uri,
+            direction="outbound",
+        )
+        record.session = session
+        self.calls[handle] = record
+        self._flush()
+        assert record.done is not None
+        waiters: set[asyncio.Future[Any]] = {answered, record.done}
+        finished, _ = await asyncio.wait(
+            waiters, timeout=ring_timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if answered in finished and answered.exception() is None:
+            session.state = "answered"
+            return record, session
+        if not finished:
+            self.endpoint.cancel(handle, now=self.loop.time())
+            self._flush()
+        return record, None
+
+    def _on_answered(self, event: ev.CallAnswered) -> None:
+        record = self.calls.get(event.call)
+        if record is None:
+            return
+        record.answered_at = self.loop.time()
+        log.info("outbound_answered", call_id=record.call_id, dialled=record.dialled)
+        self._spawn(self._outbound_media(record, event.sdp))
+
+    async def _outbound_media(self, record: CallRecord, body: bytes) -> None:
+        offer, record.offer = record.offer, None
+        answered, record.answered = record.answered, None
+        try:
+            if offer is not None and body and record.chan:
+                params = negotiated_media(
+                    offer, SessionDescription.parse(body), local_is_offerer=True
+                )
+                update = media_update(params)
+                await self._media.request("update", chan=record.chan, **update.fields())
+        except (SdpError, NoCommonCodec, MediaError) as exc:
+            log.info("outbound_answer_unusable", call_id=record.call_id, reason=str(exc))
+        if answered is not None and not answered.done():
+            answered.set_result(None)
+
+    # -- housekeeping --------------------------------------------------------------------------
+
+    async def _expire_registrations(self, every: float = 5.0) -> None:
+        """Drop expired registrations (a user whose last phone went away is reported absent)."""
+        while True:
+            await asyncio.sleep(every)
+            self._registrations.expire(self.loop.time())
+
+    async def _trunk_loop(self) -> None:
+        while True:
+            self.trunk_registrations.poll()
+            self._flush()
+            await asyncio.sleep(1.0)
+
+
+def _caller(request: SipRequest) -> str:
+    try:
+        return parse_uri(parse_name_addr(request.headers.get("From") or "").uri).user or ""
+    except SipParseError:
+        return ""
