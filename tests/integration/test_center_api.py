@@ -1,4 +1,4 @@
-"""The contact center's HTTP surface on a running engine: case trails, the live ACD state, and
+"""The contact center's HTTP surface on a running center: case trails, the live ACD state, and
 IVR flows changed without a restart (a bad edit is refused with file, line and node)."""
 
 from __future__ import annotations
@@ -7,17 +7,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from hotline.api import build_app
-from hotline.app import Gateway
-from hotline.center import ContactCenter, add_center_routes
+from hotline.center import ContactCenter
 from hotline.config import load_config
-from tests.interop.harness import free_port
+from hotline.http.cases import add_center_routes
+from hotline.http.middleware import error_middleware
+from media_gateway.session import CallSession
 
 CONFIG = """
 [server]
-sip = "127.0.0.1:{sip}"
 data_dir = "{data}"
 
 [media]
@@ -51,20 +51,29 @@ queue = "sales"
 """
 
 
+class NoPhones:
+    """Telephony with no phone registered (the routes never ring anyone)."""
+
+    async def originate(
+        self, target: str, *, ring_timeout: float, caller: str
+    ) -> CallSession | None:
+        raise LookupError(f"agent {target!r} has no registered phone")
+
+    def agent_reachable(self, agent_id: str) -> bool:
+        return False
+
+
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[tuple[TestClient, ContactCenter, Path]]:
     path = tmp_path / "site.toml"
-    path.write_text(CONFIG.format(sip=free_port(), data=tmp_path / "data", start="hello"))
+    path.write_text(CONFIG.format(data=tmp_path / "data", start="hello"))
     config = load_config(path)
-    gw = Gateway(config)
-    await gw.start()
-    center = ContactCenter(gw, config)
+    center = ContactCenter(config, NoPhones())
     await center.start()
-    app = build_app(gw)
+    app = web.Application(middlewares=[error_middleware])
     add_center_routes(app, center)
     async with TestClient(TestServer(app, host="127.0.0.1")) as c:
         yield c, center, path
-    await gw.stop()
     await center.close()
 
 
@@ -83,7 +92,7 @@ async def test_flows_are_reloaded_without_a_restart_and_bad_edits_are_refused(
     path.write_text(text)
     resp = await c.post("/api/ivr/reload")
     assert resp.status == 422
-    error = (await resp.json())["error"]
+    error = (await resp.json())["error"]["message"]
     header = text.splitlines().index("[ivr.flows.main.nodes.hello]") + 1
     line = int(error.split("site.toml:", 1)[1].split(":", 1)[0])
     assert header <= line <= header + 3, error  # the node's table (or the key) in the file
@@ -103,9 +112,12 @@ async def test_the_live_acd_state_and_case_trails_are_served(
     case = await center.writer.run(
         lambda s: s.open_case(NewCase(caller_number="+8613800000000", at=1.0, dialled="1000"))
     )
-    center.event(case.id, "entered", "system", dialled="1000")
+    center.cases.entered(case.id, dialled="1000", channel="sip", entry="hotline")
     body = await (await c.get(f"/api/cases/{case.id}")).json()
     assert [e["kind"] for e in body["events"]] == ["opened", "entered"]
     listed = await (await c.get("/api/cases", params={"caller": "+8613800000000"})).json()
     assert [x["id"] for x in listed] == [case.id]
-    assert (await c.get("/api/cases/999999")).status == 404
+    missing = await c.get("/api/cases/999999")
+    assert missing.status == 404
+    assert (await missing.json())["error"]["code"] == "no_such_case"
+    assert (await c.get("/api/cases/abc")).status == 400
