@@ -1,7 +1,19 @@
-"""ACD and routing configuration: frozen dataclasses, validated once by :meth:`AcdConfig.from_dict`.
+"""ACD and routing configuration: frozen dataclasses the engine reads, built by pydantic models.
+
+The engine (compiled with mypyc) reads :class:`QueueConfig`, :class:`AgentConfig` and
+:class:`AcdConfig` on hot paths, so they stay plain frozen dataclasses. The file's shape is
+described once by pydantic models (:class:`AcdModel`, :class:`QueueModel`, :class:`AgentRouting`)
+that validate a parsed table and *build* those dataclasses; ``hotline.config`` embeds the same
+models in the whole file's model, so ``[acd]`` is validated once, with every mistake reported.
+
+This module is also the project's one home for configuration errors, because it is the lowest
+layer every consumer of configuration may import (the engine, ``ivr``, ``sim`` and ``hotline``;
+none of them may import ``hotline``): :class:`ConfigError` (all the mistakes of a file, each
+``file:line: key.path: reason``), :class:`ConfigIssue`, :func:`issues_from_pydantic` (pydantic's
+messages made plain) and :func:`locate` (the line of a key path in TOML text).
 
 ``AcdConfig.from_dict(table, path="acd")`` takes the plain dict parsed from TOML (or JSON) and
-raises :class:`ConfigError` naming the key path, e.g.
+raises :class:`ConfigError` naming the key path of every mistake, e.g.
 ``acd.queues.sales.max_wait: expected seconds > 0, got -5``.
 
 Shape (TOML)::
@@ -37,9 +49,14 @@ Shape (TOML)::
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic.json_schema import WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from routing.weights import WEIGHT_KEYS
 
@@ -47,12 +64,276 @@ SKILL_MIN = 1
 SKILL_MAX = 10
 
 
-class ConfigError(ValueError):
-    """Invalid configuration; the message starts with the dotted key path."""
+# --- configuration errors, shared by every layer ------------------------------------------------
 
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}")
-        self.path = path
+
+class ConfigIssue(NamedTuple):
+    """One mistake: the key path as the user wrote it (``agents[1].skills.sales``), the reason,
+    and the line once the file's text is known."""
+
+    path: str
+    reason: str
+    line: int | None = None
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used, with *every* mistake found in it.
+
+    ``str()`` is one line per mistake, ``file:line: key.path: reason`` (the file and line when
+    known). ``path``, ``reason`` and ``line`` are those of the first mistake, ``issues`` all of
+    them, so a caller can show one or all."""
+
+    def __init__(
+        self,
+        path: str,
+        reason: str = "",
+        *,
+        file: str = "",
+        line: int | None = None,
+        issues: Sequence[ConfigIssue] = (),
+    ) -> None:
+        self.issues: tuple[ConfigIssue, ...] = tuple(issues) or (ConfigIssue(path, reason, line),)
+        first = self.issues[0]
+        self.path = first.path
+        self.reason = first.reason
+        self.line = first.line
+        self.file = file
+        super().__init__("\n".join(format_issue(i, file) for i in self.issues))
+
+    @classmethod
+    def of(
+        cls,
+        issues: Sequence[ConfigIssue],
+        *,
+        file: str = "",
+        text: str = "",
+        tail: Sequence[ConfigIssue] = (),
+    ) -> ConfigError:
+        """All ``issues`` as one error, each located to its line in ``text`` when given and then
+        in the file's order; ``tail`` (e.g. a missing section) comes after them."""
+        issues = [*issues]
+        if text:
+            issues = [i._replace(line=i.line or locate(text, i.path)) for i in issues]
+            issues.sort(key=lambda i: i.line or 0)
+            tail = [i._replace(line=i.line or locate(text, i.path)) for i in tail]
+        return cls("", issues=[*issues, *tail], file=file)
+
+
+def format_issue(issue: ConfigIssue, file: str = "") -> str:
+    """``file:line: path: reason`` with the parts that are known."""
+    where = file
+    if file and issue.line is not None:
+        where += f":{issue.line}"
+    parts = [p for p in (where, issue.path) if p]
+    return ": ".join([*parts, issue.reason])
+
+
+def key_path(loc: Iterable[str | int], prefix: str = "") -> str:
+    """A pydantic location as the user writes it: ``agents[1].skills.sales``."""
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part == "[key]":
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, list | tuple):
+        return f"a list {list(value)!r}" if len(repr(value)) < 60 else "a list"
+    return repr(value)
+
+
+_PLAIN: dict[str, str] = {
+    "missing": "is required",
+    "extra_forbidden": "unknown key",
+    "int_type": "expected an integer",
+    "int_parsing": "expected an integer",
+    "int_from_float": "expected an integer",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "finite_number": "expected a finite number",
+    "string_type": "expected a string",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "dict_type": "expected a table",
+    "model_type": "expected a table",
+    "model_attributes_type": "expected a table",
+    "list_type": "expected a list",
+    "tuple_type": "expected a list",
+    "date_type": 'expected a date like 2026-10-01 or "2026-10-01"',
+    "date_parsing": 'expected a date like 2026-10-01 or "2026-10-01"',
+    "date_from_datetime_parsing": 'expected a date like 2026-10-01 or "2026-10-01"',
+    "date_from_datetime_inexact": "expected a date without a time of day",
+}
+
+
+def plain_reason(error: Mapping[str, Any]) -> str:
+    """pydantic's message for one error, rewritten for a person editing a TOML file."""
+    kind = str(error["type"])
+    ctx = error.get("ctx") or {}
+    value = error.get("input")
+    got = f", got {_show(value)}"
+    if kind in ("missing", "extra_forbidden"):
+        return _PLAIN[kind]
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"expected a table, got {type(value).__name__}"
+    if kind in _PLAIN:
+        return _PLAIN[kind] + got
+    bounds = {
+        "greater_than_equal": (">=", "ge"),
+        "greater_than": (">", "gt"),
+        "less_than_equal": ("<=", "le"),
+        "less_than": ("<", "lt"),
+    }
+    if kind in bounds:
+        op, key = bounds[kind]
+        bound = ctx.get(key)
+        noun = "a number" if isinstance(bound, float) else "an integer"
+        shown = f"{bound:g}" if isinstance(bound, float) else str(bound)
+        return f"expected {noun} {op} {shown}{got}"
+    if kind == "literal_error":
+        return f"expected {ctx.get('expected', '')}{got}"
+    if kind == "too_short":
+        return f"expected at least {ctx.get('min_length')} entry (or entries), got none"
+    if kind == "too_long":
+        return f"expected at most {ctx.get('max_length')} entries"
+    if kind in ("value_error", "assertion_error"):
+        return str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    # our own PydanticCustomError types carry a plain message already; add the value
+    if ctx.get("no_value") or "key" in ctx:
+        return str(error["msg"])
+    return f"{error['msg']}{got}"
+
+
+def _unwrap(tp: Any) -> Any:
+    """``Annotated[X, ...]`` and ``X | None`` -> ``X``."""
+    from typing import get_args, get_origin
+
+    while True:
+        args = get_args(tp)
+        if get_origin(tp) is Annotated:
+            tp = args[0]
+        elif type(None) in args:
+            tp = next(a for a in args if a is not type(None))
+        else:
+            return tp
+
+
+def _known_keys(model: type[BaseModel] | None, loc: Sequence[str | int]) -> list[str]:
+    """The keys allowed where an unknown key was found: walk ``model``'s fields along ``loc``
+    (list items and table values step into their element type)."""
+    from typing import get_args, get_origin
+
+    tp: Any = model
+    for part in loc:
+        tp = _unwrap(tp)
+        if get_origin(tp) in (list, dict):
+            tp = get_args(tp)[-1]
+            continue
+        if not (isinstance(tp, type) and issubclass(tp, BaseModel)) or isinstance(part, int):
+            return []
+        info = tp.model_fields.get(part) or next(
+            (f for f in tp.model_fields.values() if f.alias == part), None
+        )
+        if info is None:
+            return []
+        tp = info.annotation
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return sorted(f.alias or name for name, f in tp.model_fields.items())
+    return []
+
+
+def issues_from_pydantic(
+    exc: ValidationError, prefix: str = "", *, model: type[BaseModel] | None = None
+) -> list[ConfigIssue]:
+    """Every error of a pydantic validation, with the user's key path and a plain reason;
+    ``model`` (the validated class) lets an unknown key's reason list the known ones."""
+    out: list[ConfigIssue] = []
+    for e in exc.errors(include_url=False):
+        loc = list(e["loc"])
+        ctx = e.get("ctx") or {}
+        if "key" in ctx:  # a model-level check that names one of its keys
+            loc.append(str(ctx["key"]))
+        reason = plain_reason(e)
+        if e["type"] == "extra_forbidden" and model is not None:
+            known = _known_keys(model, loc[:-1])
+            if known:
+                reason = f"unknown key (expected one of: {', '.join(known)})"
+        out.append(ConfigIssue(key_path(loc, prefix), reason))
+    return out
+
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+
+
+def _header_parts(text: str) -> list[str]:
+    return [
+        p.strip().strip('"').strip("'")
+        for p in re.split(r"\.(?=(?:[^\"]*\"[^\"]*\")*[^\"]*$)", text)
+    ]
+
+
+def locate(text: str, path: str) -> int | None:
+    """Best-effort line of a key path such as ``agents[1].skills.sales`` or
+    ``acd.queues.sales.max_wait`` in TOML ``text``: the longest table header that prefixes the
+    path (the n-th one for ``[[arrays]]``), then the deepest key found under it. A missing key
+    is reported at its table's line, a missing table at line 1."""
+    lines = text.splitlines()
+    parts = re.findall(r"\"([^\"]*)\"|([^.\[\]]+)|\[(\d+)\]", path)
+    names: list[str] = []
+    index: list[int | None] = []
+    for quoted, name, idx in parts:
+        if quoted or name:
+            names.append(quoted or name)
+            index.append(None)
+        elif index:
+            index[-1] = int(idx)
+    if not names:
+        return 1 if lines else None
+    headers: list[tuple[int, list[str]]] = []
+    for i, line in enumerate(lines):
+        m = _HEADER.match(line)
+        if m and "=" not in m.group(1):
+            headers.append((i, _header_parts(m.group(1))))
+    start, depth = -1, 0
+    for k in range(len(names), 0, -1):
+        prefix = names[:k]
+        matches = [i for i, h in headers if h == prefix]
+        if not matches:
+            continue
+        want = index[k - 1]
+        if want is not None:
+            if want < len(matches):
+                start, depth = matches[want], k
+                break
+            continue
+        start, depth = matches[0], k
+        break
+    end = len(lines)
+    for i, _ in headers:
+        if i > start:
+            end = i
+            break
+    for name in reversed(names[depth:]):
+        quoted = re.escape(name)
+        key_re = re.compile(r"^\s*[\"']?" + quoted + r"[\"']?\s*=")
+        inline_re = re.compile(r"[{,]\s*[\"']?" + quoted + r"[\"']?\s*=")
+        for i in range(start + 1, end):
+            line = lines[i]
+            if key_re.match(line) or inline_re.search(line):
+                return i + 1
+        # a dotted key written inline: ``acd.queues.x = ...`` at the top of the file
+    return start + 1 if start >= 0 else (1 if lines else None)
+
+
+# --- the engine's configuration: frozen dataclasses ------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,53 +431,54 @@ class AcdConfig:
 
     @classmethod
     def from_dict(cls, table: Mapping[str, Any], *, path: str = "acd") -> AcdConfig:
-        """Build and validate from plain data; raises :class:`ConfigError`."""
-        _expect_mapping(table, path)
-        _no_unknown(table, path, {"queues", "agents", "max_overflow_hops", "agent_defaults"})
-        hops = _int(table.get("max_overflow_hops", 5), f"{path}.max_overflow_hops", minimum=0)
-        defaults = table.get("agent_defaults", {})
-        _expect_mapping(defaults, f"{path}.agent_defaults")
-        queues_t = table.get("queues", {})
-        _expect_mapping(queues_t, f"{path}.queues")
-        queues = {
-            str(name): _queue(str(name), q, f"{path}.queues.{name}") for name, q in queues_t.items()
-        }
-        agents_t = table.get("agents", {})
-        _expect_mapping(agents_t, f"{path}.agents")
-        agents = {
-            str(aid): _agent(
-                str(aid), {**defaults, **a} if isinstance(a, Mapping) else a, f"{path}.agents.{aid}"
-            )
-            for aid, a in agents_t.items()
-        }
-        cfg = cls(queues=queues, agents=agents, max_overflow_hops=hops)
+        """Validate plain data (``[acd]`` parsed from TOML or JSON) and build the configuration;
+        raises :class:`ConfigError` naming the key path of every mistake."""
+        try:
+            model = AcdModel.model_validate(table)
+        except ValidationError as exc:
+            raise ConfigError.of(issues_from_pydantic(exc, path)) from None
+        cfg = model.build()
         cfg.validate(path=path)
         return cfg
 
-    def validate(self, *, path: str = "acd") -> None:
-        """Cross-reference checks (also run by :meth:`from_dict`; call it on hand-built configs)."""
+    def issues(self, *, path: str = "acd") -> list[ConfigIssue]:
+        """Cross-reference mistakes (unknown strategy, overflow target, agents' queues), all of
+        them, with their key paths under ``path``."""
         from routing.strategy import strategy_names
 
         names = strategy_names()
+        out: list[ConfigIssue] = []
         for qname, q in self.queues.items():
             p = f"{path}.queues.{qname}"
             if q.strategy not in names:
-                raise ConfigError(
-                    f"{p}.strategy", f"unknown strategy {q.strategy!r}, expected one of {names}"
+                out.append(
+                    ConfigIssue(
+                        f"{p}.strategy", f"unknown strategy {q.strategy!r}, expected one of {names}"
+                    )
                 )
             if q.overflow is not None and q.overflow != "voicemail":
                 target = q.overflow.removeprefix("queue:")
                 if not q.overflow.startswith("queue:") or target not in self.queues:
-                    raise ConfigError(
-                        f"{p}.overflow",
-                        f"expected 'voicemail' or 'queue:<known queue>', got {q.overflow!r}",
+                    out.append(
+                        ConfigIssue(
+                            f"{p}.overflow",
+                            f"expected 'voicemail' or 'queue:<known queue>', got {q.overflow!r}",
+                        )
                     )
-                if target == qname:
-                    raise ConfigError(f"{p}.overflow", "a queue cannot overflow to itself")
+                elif target == qname:
+                    out.append(ConfigIssue(f"{p}.overflow", "a queue cannot overflow to itself"))
         for aid, a in self.agents.items():
             for qname in a.queues:
                 if qname not in self.queues:
-                    raise ConfigError(f"{path}.agents.{aid}.queues.{qname}", "unknown queue")
+                    out.append(ConfigIssue(f"{path}.agents.{aid}.queues.{qname}", "unknown queue"))
+        return out
+
+    def validate(self, *, path: str = "acd") -> None:
+        """Cross-reference checks (run by :meth:`from_dict`, by the engine on every live change,
+        and by ``hotline.config``); raises :class:`ConfigError` listing every mistake."""
+        found = self.issues(path=path)
+        if found:
+            raise ConfigError.of(found)
 
     def with_queue(self, queue: QueueConfig) -> AcdConfig:
         """A copy with ``queue`` added or replaced (for supervisors' live edits)."""
@@ -207,182 +489,232 @@ class AcdConfig:
         return replace(self, agents={**self.agents, agent.id: agent})
 
 
-# --- validation helpers -------------------------------------------------------------------------
+# --- the file's shape: pydantic models that build the dataclasses ----------------------------------
+
+STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
+"""What every configuration model shares: unknown keys are errors (a typo must not silently do
+nothing), no coercion (``"5"`` is not a number, ``true`` not an integer), immutable."""
 
 
-def _expect_mapping(value: Any, path: str) -> None:
-    if not isinstance(value, Mapping):
-        raise ConfigError(path, f"expected a table, got {type(value).__name__}")
+def _check(test: Any, message: str) -> Any:
+    """An after-validator: ``message`` (the value is appended) unless ``test(value)``."""
+
+    def check(value: Any) -> Any:
+        if not test(value):
+            raise PydanticCustomError("hotline", message)
+        return value
+
+    return AfterValidator(check)
 
 
-def _no_unknown(table: Mapping[str, Any], path: str, known: set[str]) -> None:
-    for key in table:
-        if key not in known:
-            raise ConfigError(f"{path}.{key}", f"unknown key, expected one of {sorted(known)}")
+def _finite(v: float) -> bool:
+    return math.isfinite(v)
 
 
-def _num(value: Any, path: str, *, positive: bool = False, allow_zero: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(path, f"expected a number of seconds, got {value!r}")
-    if positive and (value < 0 or (value == 0 and not allow_zero)):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(path, f"expected seconds {bound}, got {value!r}")
-    return float(value)
+_POSITIVE = WithJsonSchema({"type": "number", "exclusiveMinimum": 0})
+_NON_NEGATIVE = WithJsonSchema({"type": "number", "minimum": 0})
+Seconds = Annotated[
+    float, _check(lambda v: _finite(v) and v > 0, "expected seconds > 0"), _POSITIVE
+]
+"""A duration that must be positive (``ring_timeout``, ``max_wait``...)."""
+SecondsOrZero = Annotated[
+    float, _check(lambda v: _finite(v) and v >= 0, "expected seconds >= 0"), _NON_NEGATIVE
+]
+NonNegative = Annotated[
+    float, _check(lambda v: _finite(v) and v >= 0, "expected a number >= 0"), _NON_NEGATIVE
+]
+SkillLevel = Annotated[
+    int,
+    _check(
+        lambda v: SKILL_MIN <= v <= SKILL_MAX, f"expected a skill level {SKILL_MIN}-{SKILL_MAX}"
+    ),
+    WithJsonSchema({"type": "integer", "minimum": SKILL_MIN, "maximum": SKILL_MAX}),
+]
+Name = Annotated[
+    str,
+    _check(bool, "expected a non-empty string"),
+    WithJsonSchema({"type": "string", "minLength": 1}),
+]
+QueueName = Annotated[
+    str,
+    _check(lambda v: bool(v) and "." not in v, "expected a queue name without dots"),
+    WithJsonSchema({"type": "string", "pattern": "^[^.]+$"}),
+]
+WeightKey = Annotated[
+    str,
+    _check(lambda v: v in WEIGHT_KEYS, f"unknown key, expected one of {list(WEIGHT_KEYS)}"),
+    WithJsonSchema({"enum": list(WEIGHT_KEYS)}),
+]
+Skills = dict[str, SkillLevel]
+"""``{skill: level 1-10}``."""
 
 
-def _int(value: Any, path: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(path, f"expected an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(path, f"expected an integer >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ConfigError(path, f"expected an integer <= {maximum}, got {value}")
+def _queue_list(value: Any) -> Any:
+    """``queues = ["sales"]`` is short for ``queues = { sales = {} }``."""
+    if isinstance(value, list) and all(isinstance(q, str) for q in value):
+        return {q: {} for q in value}
     return value
 
 
-def _str(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(path, f"expected a non-empty string, got {value!r}")
-    return value
+class _Model(BaseModel):
+    model_config = STRICT
+
+    def _given(self, **convert: Any) -> dict[str, Any]:
+        """The keys the file gave (defaults stay the dataclass's), converted where asked."""
+        out: dict[str, Any] = {}
+        for key in self.model_fields_set:
+            value = getattr(self, key)
+            fn = convert.get(key)
+            out[key] = fn(value) if fn else value
+        return out
 
 
-def _str_list(value: Any, path: str) -> tuple[str, ...]:
-    if not isinstance(value, list | tuple):
-        raise ConfigError(path, f"expected a list of strings, got {value!r}")
-    return tuple(_str(v, f"{path}[{i}]") for i, v in enumerate(value))
+class WideningModel(_Model):
+    """``{ after_seconds = 30, relax_levels = 2, add_groups = ["backup"] }``."""
+
+    after_seconds: SecondsOrZero
+    relax_levels: int = Field(default=0, ge=0, le=9)
+    add_groups: list[Name] = []
+
+    def build(self) -> WideningStep:
+        return WideningStep(**self._given(add_groups=tuple))
 
 
-def _skills(value: Any, path: str) -> dict[str, int]:
-    _expect_mapping(value, path)
-    return {
-        str(k): _int(v, f"{path}.{k}", minimum=SKILL_MIN, maximum=SKILL_MAX)
-        for k, v in value.items()
-    }
-
-
-_QUEUE_KEYS = {
-    "strategy", "strategy_params", "weights", "skills", "groups", "widening", "priority",
-    "max_len", "max_wait", "overflow", "when_no_agents", "ring_timeout", "wrap_up_seconds",
-    "announce_every", "service_level_seconds", "short_abandon_seconds", "default_handle_seconds",
-}  # fmt: skip
-
-
-def _queue(name: str, t: Any, path: str) -> QueueConfig:
-    _expect_mapping(t, path)
-    _no_unknown(t, path, _QUEUE_KEYS)
-    kw: dict[str, Any] = {"name": name}
-    if "strategy" in t:
-        kw["strategy"] = _str(t["strategy"], f"{path}.strategy")
-    if "strategy_params" in t:
-        sp = t["strategy_params"]
-        _expect_mapping(sp, f"{path}.strategy_params")
-        kw["strategy_params"] = {
-            str(k): _num(v, f"{path}.strategy_params.{k}", positive=True) for k, v in sp.items()
-        }
-    if "weights" in t:
-        w = t["weights"]
-        _expect_mapping(w, f"{path}.weights")
-        _no_unknown(w, f"{path}.weights", set(WEIGHT_KEYS))
-        kw["weights"] = {
-            str(k): _num(v, f"{path}.weights.{k}", positive=True) for k, v in w.items()
-        }
-    if "skills" in t:
-        kw["skills"] = _skills(t["skills"], f"{path}.skills")
-    if "groups" in t:
-        kw["groups"] = _str_list(t["groups"], f"{path}.groups")
-    if "widening" in t:
-        steps = t["widening"]
-        if not isinstance(steps, list | tuple):
-            raise ConfigError(f"{path}.widening", f"expected a list of tables, got {steps!r}")
-        out = []
-        for i, s in enumerate(steps):
-            sp_ = f"{path}.widening[{i}]"
-            _expect_mapping(s, sp_)
-            _no_unknown(s, sp_, {"after_seconds", "relax_levels", "add_groups"})
-            if "after_seconds" not in s:
-                raise ConfigError(f"{sp_}.after_seconds", "missing")
-            out.append(
-                WideningStep(
-                    after_seconds=_num(s["after_seconds"], f"{sp_}.after_seconds", positive=True),
-                    relax_levels=_int(
-                        s.get("relax_levels", 0), f"{sp_}.relax_levels", minimum=0, maximum=9
-                    ),
-                    add_groups=_str_list(s.get("add_groups", []), f"{sp_}.add_groups"),
-                )
-            )
-        times = [s.after_seconds for s in out]
-        if times != sorted(times):
-            raise ConfigError(f"{path}.widening", "steps must be sorted by after_seconds")
-        kw["widening"] = tuple(out)
-    if "priority" in t:
-        kw["priority"] = _int(t["priority"], f"{path}.priority")
-    if "max_len" in t:
-        kw["max_len"] = _int(t["max_len"], f"{path}.max_len", minimum=1)
-    if "max_wait" in t:
-        kw["max_wait"] = _num(t["max_wait"], f"{path}.max_wait", positive=True, allow_zero=False)
-    if "overflow" in t:
-        kw["overflow"] = _str(t["overflow"], f"{path}.overflow")
-    if "when_no_agents" in t:
-        v = t["when_no_agents"]
-        if v not in ("join", "refuse", "leave"):
-            raise ConfigError(
-                f"{path}.when_no_agents", f"expected 'join', 'refuse' or 'leave', got {v!r}"
-            )
-        kw["when_no_agents"] = v
-    for key in ("ring_timeout", "default_handle_seconds"):
-        if key in t:
-            kw[key] = _num(t[key], f"{path}.{key}", positive=True, allow_zero=False)
-    for key in ("wrap_up_seconds", "service_level_seconds", "short_abandon_seconds"):
-        if key in t:
-            kw[key] = _num(t[key], f"{path}.{key}", positive=True)
-    if "announce_every" in t:
-        kw["announce_every"] = _num(
-            t["announce_every"], f"{path}.announce_every", positive=True, allow_zero=False
+def _sorted_steps(steps: list[WideningModel]) -> list[WideningModel]:
+    times = [s.after_seconds for s in steps]
+    if times != sorted(times):
+        raise PydanticCustomError(
+            "hotline", "steps must be sorted by after_seconds", {"no_value": 1}
         )
-    return QueueConfig(**kw)
+    return steps
 
 
-_AGENT_KEYS = {
-    "name", "skills", "groups", "queues", "max_misses", "wrap_up_seconds", "priority",
-    "reject_delay_seconds", "busy_delay_seconds", "no_answer_delay_seconds",
-}  # fmt: skip
+class QueueModel(_Model):
+    """One queue (``[acd.queues.NAME]``); keys and meaning: :class:`QueueConfig`."""
+
+    strategy: Name = "longest-idle"
+    strategy_params: dict[str, NonNegative] = {}
+    weights: dict[WeightKey, NonNegative] = {}
+    skills: Skills = {}
+    groups: list[Name] = []
+    widening: Annotated[list[WideningModel], AfterValidator(_sorted_steps)] = []
+    priority: int = 0
+    max_len: Annotated[int, Field(ge=1)] | None = None
+    max_wait: Seconds | None = None
+    overflow: Name | None = Field(default=None, description='"voicemail" or "queue:NAME"')
+    when_no_agents: Literal["join", "refuse", "leave"] = "join"
+    ring_timeout: Seconds = 20.0
+    wrap_up_seconds: SecondsOrZero = 0.0
+    announce_every: Seconds | None = None
+    service_level_seconds: SecondsOrZero = 20.0
+    short_abandon_seconds: SecondsOrZero = 5.0
+    default_handle_seconds: Seconds = 180.0
+
+    def build(self, name: str) -> QueueConfig:
+        return QueueConfig(
+            name=name,
+            **self._given(
+                groups=tuple,
+                widening=lambda steps: tuple(s.build() for s in steps),
+                strategy_params=dict,
+                weights=dict,
+                skills=dict,
+            ),
+        )
 
 
-def _agent(aid: str, t: Any, path: str) -> AgentConfig:
-    _expect_mapping(t, path)
-    _no_unknown(t, path, _AGENT_KEYS)
-    kw: dict[str, Any] = {"id": aid}
-    if "name" in t:
-        kw["name"] = _str(t["name"], f"{path}.name")
-    if "skills" in t:
-        kw["skills"] = _skills(t["skills"], f"{path}.skills")
-    if "groups" in t:
-        kw["groups"] = _str_list(t["groups"], f"{path}.groups")
-    if "queues" in t:
-        qs = t["queues"]
-        if isinstance(qs, list | tuple):
-            qs = {_str(q, f"{path}.queues[{i}]"): {} for i, q in enumerate(qs)}
-        _expect_mapping(qs, f"{path}.queues")
-        mem = {}
-        for qn, m in qs.items():
-            mp = f"{path}.queues.{qn}"
-            _expect_mapping(m, mp)
-            _no_unknown(m, mp, {"penalty", "position", "weight"})
-            mem[str(qn)] = Membership(
-                penalty=_int(m.get("penalty", 0), f"{mp}.penalty", minimum=0),
-                position=(
-                    _int(m["position"], f"{mp}.position", minimum=0) if "position" in m else None
-                ),
-                weight=_num(m.get("weight", 1.0), f"{mp}.weight", positive=True),
-            )
-        kw["queues"] = mem
-    if "max_misses" in t:
-        kw["max_misses"] = _int(t["max_misses"], f"{path}.max_misses", minimum=0)
-    if "wrap_up_seconds" in t:
-        kw["wrap_up_seconds"] = _num(t["wrap_up_seconds"], f"{path}.wrap_up_seconds", positive=True)
-    if "priority" in t:
-        kw["priority"] = _int(t["priority"], f"{path}.priority", minimum=0, maximum=10)
-    for key in ("reject_delay_seconds", "busy_delay_seconds", "no_answer_delay_seconds"):
-        if key in t:
-            kw[key] = _num(t[key], f"{path}.{key}", positive=True)
-    return AgentConfig(**kw)
+class MembershipModel(_Model):
+    """An agent's membership in one queue: ``{ penalty = 0, position = 1, weight = 1.0 }``."""
+
+    penalty: int = Field(default=0, ge=0)
+    position: Annotated[int, Field(ge=0)] | None = None
+    weight: NonNegative = 1.0
+
+    def build(self) -> Membership:
+        return Membership(**self._given())
+
+
+Memberships = Annotated[
+    dict[QueueName, MembershipModel],
+    BeforeValidator(_queue_list),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "array", "items": {"type": "string"}},
+                {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "penalty": {"type": "integer", "minimum": 0},
+                            "position": {"type": "integer", "minimum": 0},
+                            "weight": {"type": "number", "minimum": 0},
+                        },
+                    },
+                },
+            ],
+            "description": 'queues served: ["sales"] or { sales = { penalty = 1 } }',
+        }
+    ),
+]
+
+
+class AgentRouting(_Model):
+    """What routing knows of an agent (the keys of :class:`AgentConfig`, all optional): the
+    ``[acd.agents.ID]`` tables, ``[acd] agent_defaults``, and the routing part of the service's
+    ``[[agents]]`` and the simulator's ``[[agent_groups]]``."""
+
+    name: Name | None = None
+    skills: Skills = {}
+    groups: list[Name] = []
+    queues: Memberships = {}
+    max_misses: int = Field(default=3, ge=0)
+    wrap_up_seconds: SecondsOrZero | None = None
+    priority: int = Field(default=0, ge=0, le=10)
+    reject_delay_seconds: SecondsOrZero = 5.0
+    busy_delay_seconds: SecondsOrZero = 30.0
+    no_answer_delay_seconds: SecondsOrZero = 5.0
+
+    def routing_fields(self) -> dict[str, Any]:
+        """The given keys in :class:`AgentConfig`'s form."""
+        return self._given(
+            groups=tuple,
+            skills=dict,
+            queues=lambda qs: {q: m.build() for q, m in qs.items()},
+        )
+
+    def build(self, agent_id: str, defaults: AgentRouting | None = None) -> AgentConfig:
+        kw = defaults.routing_fields() if defaults is not None else {}
+        kw.update(self.routing_fields())
+        kw.pop("id", None)
+        return AgentConfig(id=agent_id, **kw)
+
+
+class AcdModel(_Model):
+    """The ``[acd]`` table."""
+
+    queues: dict[QueueName, QueueModel] = {}
+    agents: dict[Name, AgentRouting] = {}
+    max_overflow_hops: int = Field(default=5, ge=0)
+    agent_defaults: AgentRouting | None = None
+
+    def build(self, extra_agents: Mapping[str, AgentRouting] | None = None) -> AcdConfig:
+        """The engine's configuration; ``extra_agents`` (the service's ``[[agents]]``) are
+        merged over ``[acd.agents]`` entries of the same id."""
+        agents: dict[str, AgentConfig] = {}
+        ids = [*self.agents, *(a for a in (extra_agents or {}) if a not in self.agents)]
+        for aid in ids:
+            kw: dict[str, Any] = {}
+            if self.agent_defaults is not None:
+                kw.update(self.agent_defaults.routing_fields())
+            if aid in self.agents:
+                kw.update(self.agents[aid].routing_fields())
+            if extra_agents and aid in extra_agents:
+                kw.update(extra_agents[aid].routing_fields())
+            agents[aid] = AgentConfig(id=aid, **kw)
+        return AcdConfig(
+            queues={n: q.build(n) for n, q in self.queues.items()},
+            agents=agents,
+            max_overflow_hops=self.max_overflow_hops,
+        )

@@ -1,18 +1,26 @@
-"""Configuration: one TOML file, validated once at start-up.
+"""Configuration: one TOML file, described by pydantic models, validated once at start-up.
 
-Every section becomes a frozen dataclass documented field by field. A bad file stops start-up
-with a ``ConfigError`` naming the file, the line (when it can be found), the key path and the
-reason, for example::
+:func:`load_config` reads the file, validates it against :class:`ConfigModel` (every section,
+the ACD's and the IVR's models included) and cross-checks the references between sections
+(an agent's queues, entry point targets, IVR queue nodes, trunk DIDs). A file with mistakes
+raises one :class:`ConfigError` that lists *all* of them, one per line, each with the file, the
+line and the key path as the user wrote it, for example::
 
     demo.toml:42: agents[1].skills.sales: expected a skill level 1-10, got 12
 
-Sections the gateway owns (``server``, ``sip``, ``agents``, ``trunks``, ``entry_points``) are
-validated here. The ACD's routing section (``queues``, ``acd``) is validated by
-``acd.config`` and attached as ``Config.acd_raw`` so the composition root can hand it on.
+The result is one frozen :class:`Config` with typed sections: ``config.acd`` (the
+``acd.config.AcdConfig`` the engine takes), ``config.ivr`` (``ivr.flow.IvrConfig``),
+``config.voicemail`` and the gateway's own sections. Nothing downstream reads the TOML itself.
+
+The error type and the line locator live in ``acd.config`` (every layer may import it; nothing
+outside ``hotline/`` may import this module). ``hotline config-schema`` prints the JSON Schema
+generated from :class:`ConfigModel` (docs/hotline.schema.json).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import ipaddress
 import re
 import tomllib
@@ -20,22 +28,35 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.json_schema import GenerateJsonSchema, WithJsonSchema
+from pydantic_core import PydanticCustomError, core_schema
 
-class ConfigError(Exception):
-    """A configuration file that cannot be used; the message names file, line, key and reason."""
+from acd.config import (
+    STRICT,
+    AcdConfig,
+    AcdModel,
+    AgentRouting,
+    ConfigError,
+    ConfigIssue,
+    Name,
+    issues_from_pydantic,
+)
+from ivr.flow import IvrConfig, IvrModel
 
-    def __init__(self, reason: str, *, path: str = "", file: str = "", line: int | None = None):
-        self.reason = reason
-        self.path = path
-        self.file = file
-        self.line = line
-        where = file or "<config>"
-        if line is not None:
-            where += f":{line}"
-        key = f" {path}:" if path else ""
-        super().__init__(f"{where}:{key} {reason}")
+__all__ = [
+    "Config",
+    "ConfigError",
+    "ConfigIssue",
+    "ConfigModel",
+    "config_schema",
+    "load_config",
+    "load_ivr",
+    "parse_config",
+    "with_overrides",
+]
 
 
 def parse_hostport(text: str, *, default_port: int) -> tuple[str, int]:
@@ -62,6 +83,10 @@ def parse_hostport(text: str, *, default_port: int) -> tuple[str, int]:
     if not 0 <= port <= 65535:
         raise ValueError(f"port {port} out of range")
     return host or "0.0.0.0", port
+
+
+# ---------------------------------------------------------------------------------------------
+# What the rest of the program reads: frozen dataclasses
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +158,10 @@ class MediaConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class AgentConfig:
+class AgentAccount:
+    """An ``[[agents]]`` entry as the gateway sees it: who may register and take calls. Its
+    routing settings are in ``Config.acd.agents[id]`` (an ``acd.config.AgentConfig``)."""
+
     id: str
     """Login name; also the SIP user the softphone registers as."""
     password: str
@@ -178,26 +206,41 @@ class EntryPoint:
 
 
 @dataclass(frozen=True, slots=True)
+class VoicemailConfig:
+    """``[voicemail]``: how messages are recorded and how long they are kept."""
+
+    max_seconds: float = 120.0
+    """Longest message."""
+    silence_seconds: float = 5.0
+    """Silence that ends a message."""
+    stop_digits: str = "#"
+    """Keys that end a message."""
+    keep_days: float = 30.0
+    """Messages older than this are deleted (checked hourly)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: str
     server: ServerConfig
     sip: SipConfig
-    agents: tuple[AgentConfig, ...]
+    agents: tuple[AgentAccount, ...]
     trunks: tuple[TrunkConfig, ...]
     entry_points: tuple[EntryPoint, ...]
     media: MediaConfig = field(default_factory=MediaConfig)
-    acd_raw: Mapping[str, Any] = field(default_factory=dict)
-    """The ``acd`` and ``queues`` sections, validated by ``acd.config``."""
-    ivr_raw: Mapping[str, Any] = field(default_factory=dict)
-    raw: Mapping[str, Any] = field(default_factory=dict)
+    acd: AcdConfig = field(default_factory=AcdConfig)
+    """Queues and every agent's routing settings, as the ACD engine takes them."""
+    ivr: IvrConfig = field(default_factory=IvrConfig)
+    """The IVR flows (version 0; :func:`load_ivr` re-reads them for a live reload)."""
+    voicemail: VoicemailConfig = field(default_factory=VoicemailConfig)
     text: str = ""
-    """The file's text, kept so later validators can point at a line."""
+    """The file's text, kept so later checks can point at a line."""
 
     def error(self, path: str, reason: str) -> ConfigError:
         """A ConfigError for ``path`` in this file, located to its line when possible."""
-        return _Ctx(self.source, self.text).error(path, reason)
+        return ConfigError.of([ConfigIssue(path, reason)], file=self.source, text=self.text)
 
-    def agent(self, agent_id: str) -> AgentConfig | None:
+    def agent(self, agent_id: str) -> AgentAccount | None:
         for a in self.agents:
             if a.id == agent_id:
                 return a
@@ -211,517 +254,620 @@ class Config:
 
 
 # ---------------------------------------------------------------------------------------------
-# Loading and validation
+# The file's shape: pydantic models (the JSON Schema is generated from these)
 
 
-class _Ctx:
-    """Carries the file name and text so errors can be located to a line."""
-
-    def __init__(self, file: str, text: str) -> None:
-        self.file = file
-        self.lines = text.splitlines()
-
-    def error(self, path: str, reason: str) -> ConfigError:
-        return ConfigError(reason, path=path, file=self.file, line=self.locate(path))
-
-    def locate(self, path: str) -> int | None:
-        """Best-effort line of a key path such as ``agents[1].skills.sales`` or
-        ``acd.queues.sales.max_wait``: the longest table header that prefixes the path (the
-        n-th one for ``[[arrays]]``), then the deepest key found under it. A missing key is
-        reported at its table's line."""
-        parts = re.findall(r"([^.\[\]]+)|\[(\d+)\]", path)
-        names: list[str] = []
-        index: list[int | None] = []
-        for name, idx in parts:
-            if name:
-                names.append(name)
-                index.append(None)
-            elif index:
-                index[-1] = int(idx)
-        if not names:
-            return None
-        headers: list[tuple[int, list[str]]] = []
-        for i, line in enumerate(self.lines):
-            m = re.match(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$", line)
-            if m:
-                headers.append((i, [p.strip().strip('"') for p in m.group(1).split(".")]))
-        start, depth = -1, 0
-        for k in range(len(names), 0, -1):
-            prefix = names[:k]
-            matches = [i for i, h in headers if h == prefix]
-            if not matches:
-                continue
-            want = index[k - 1]
-            if want is not None:
-                if want < len(matches):
-                    start, depth = matches[want], k
-                    break
-                continue
-            start, depth = matches[0], k
-            break
-        end = len(self.lines)
-        for i, _ in headers:
-            if i > start:
-                end = i
-                break
-        for name in reversed(names[depth:]):
-            key_re = re.compile(r"^\s*\"?" + re.escape(name) + r"\"?\s*=")
-            inline_re = re.compile(r"[{,]\s*\"?" + re.escape(name) + r"\"?\s*=")
-            for i in range(start + 1, end):
-                line = self.lines[i]
-                if key_re.match(line) or inline_re.search(line):
-                    return i + 1
-        return start + 1 if start >= 0 else (1 if self.lines else None)
+def _custom(message: str) -> PydanticCustomError:
+    return PydanticCustomError("hotline", message)
 
 
-def _str(ctx: _Ctx, d: Mapping[str, Any], key: str, path: str, default: str | None = None) -> str:
-    if key not in d:
-        if default is None:
-            raise ctx.error(f"{path}.{key}" if path else key, "is required")
-        return default
-    v = d[key]
-    if not isinstance(v, str):
-        raise ctx.error(f"{path}.{key}" if path else key, f"expected a string, got {v!r}")
-    return v
-
-
-def _int(
-    ctx: _Ctx,
-    d: Mapping[str, Any],
-    key: str,
-    path: str,
-    default: int,
-    *,
-    lo: int | None = None,
-    hi: int | None = None,
-) -> int:
-    v = d.get(key, default)
-    full = f"{path}.{key}" if path else key
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ctx.error(full, f"expected an integer, got {v!r}")
-    if lo is not None and v < lo:
-        raise ctx.error(full, f"expected an integer >= {lo}, got {v}")
-    if hi is not None and v > hi:
-        raise ctx.error(full, f"expected an integer <= {hi}, got {v}")
-    return v
-
-
-def _float(
-    ctx: _Ctx, d: Mapping[str, Any], key: str, path: str, default: float, *, positive: bool = True
-) -> float:
-    v = d.get(key, default)
-    full = f"{path}.{key}" if path else key
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise ctx.error(full, f"expected a number, got {v!r}")
-    if positive and v <= 0:
-        raise ctx.error(full, f"expected a number > 0, got {v}")
-    return float(v)
-
-
-def _bool(ctx: _Ctx, d: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
-    v = d.get(key, default)
-    if not isinstance(v, bool):
-        raise ctx.error(f"{path}.{key}", f"expected true or false, got {v!r}")
-    return v
-
-
-def _str_list(ctx: _Ctx, d: Mapping[str, Any], key: str, path: str) -> tuple[str, ...]:
-    v = d.get(key, [])
-    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-        raise ctx.error(f"{path}.{key}", f"expected a list of strings, got {v!r}")
-    return tuple(v)
-
-
-def _table(ctx: _Ctx, d: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    v = d.get(key, {})
-    if not isinstance(v, dict):
-        raise ctx.error(key, f"expected a table, got {type(v).__name__}")
-    return v
-
-
-def _check_unknown(ctx: _Ctx, d: Mapping[str, Any], allowed: set[str], path: str) -> None:
-    for k in d:
-        if k not in allowed:
-            full = f"{path}.{k}" if path else k
-            raise ctx.error(full, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
-
-
-def _ip_literal(ctx: _Ctx, value: str, path: str, *, allow_wildcard: bool = True) -> str:
+def _ip(value: str, *, allow_wildcard: bool = True) -> str:
     try:
         ip = ipaddress.ip_address(value)
     except ValueError:
-        raise ctx.error(
-            path, f"expected an IP address (hotline resolves no names), got {value!r}"
-        ) from None
+        raise _custom("expected an IP address (hotline resolves no names)") from None
     if not allow_wildcard and ip.is_unspecified:
-        raise ctx.error(path, f"expected a specific address, got the wildcard {value!r}")
+        raise _custom("expected a specific address, not the wildcard")
     return value
 
 
-def _hostport(ctx: _Ctx, value: Any, path: str, default_port: int) -> tuple[str, int]:
-    if not isinstance(value, str):
-        raise ctx.error(path, f'expected "HOST:PORT", got {value!r}')
-    try:
-        host, port = parse_hostport(value, default_port=default_port)
-    except ValueError as exc:
-        raise ctx.error(path, f'expected "HOST:PORT": {exc}') from None
-    _ip_literal(ctx, host, path)
-    return host, port
+def _hostport_checker(default_port: int) -> AfterValidator:
+    def check(value: str) -> str:
+        try:
+            host, _ = parse_hostport(value, default_port=default_port)
+        except ValueError as exc:
+            raise PydanticCustomError(
+                "hotline", 'expected "HOST:PORT" ({why})', {"why": str(exc)}
+            ) from None
+        _ip(host)
+        return value
+
+    return AfterValidator(check)
 
 
-_SERVER_KEYS = {"sip", "http", "data_dir", "advertised_address", "log_format", "log_level"}
-_SIP_KEYS = {
-    "transports",
-    "realm",
-    "user_agent",
-    "auth_algorithms",
-    "nonce_ttl",
-    "min_expires",
-    "max_expires",
-    "max_server_transactions",
-    "max_loop_lag_ms",
-    "retry_after",
-    "udp_receive_buffer",
-    "rtp_ports",
-}
-_AGENT_KEYS = {
-    "id",
-    "password",
-    "name",
-    "extension",
-    "skills",
-    "queues",
-    "groups",
-    "wrap_up_seconds",
-    "max_misses",
-    "priority",
-}
-_TRUNK_KEYS = {
-    "name",
-    "address",
-    "username",
-    "password",
-    "register",
-    "expires",
-    "dids",
-    "caller_id",
-    "caller_id_display",
-    "withhold_caller_id",
-}
-_ENTRY_KEYS = {"kind", "target", "name"}
-_MEDIA_KEYS = {"process", "prompts", "language", "music_on_hold", "rtp_timeout", "recordings_dir"}
-_TOP_KEYS = {
-    "server",
-    "sip",
-    "media",
-    "agents",
-    "trunks",
-    "entry_points",
-    "acd",
-    "queues",
-    "ivr",
-    "voicemail",
-    "cases",
-    "groups",
-}
+SipAddress = Annotated[str, _hostport_checker(5060), Field(description='"IP:PORT"')]
+HttpAddress = Annotated[str, _hostport_checker(8080), Field(description='"IP:PORT"')]
+Seconds = Annotated[float, Field(gt=0)]
 
 
-def _server(ctx: _Ctx, d: Mapping[str, Any]) -> ServerConfig:
-    _check_unknown(ctx, d, _SERVER_KEYS, "server")
-    sip_host, sip_port = _hostport(ctx, d.get("sip", "127.0.0.1:5060"), "server.sip", 5060)
-    http_host, http_port = _hostport(ctx, d.get("http", "127.0.0.1:8080"), "server.http", 8080)
-    adv = _str(ctx, d, "advertised_address", "server", "")
-    if adv:
-        _ip_literal(ctx, adv, "server.advertised_address", allow_wildcard=False)
-    fmt = _str(ctx, d, "log_format", "server", "auto")
-    if fmt not in ("auto", "json", "console"):
-        raise ctx.error("server.log_format", f"expected auto, json or console, got {fmt!r}")
-    level = _str(ctx, d, "log_level", "server", "info").lower()
-    if level not in ("debug", "info", "warning", "error"):
-        raise ctx.error("server.log_level", f"expected debug/info/warning/error, got {level!r}")
-    return ServerConfig(
-        sip_host=sip_host,
-        sip_port=sip_port,
-        http_host=http_host,
-        http_port=http_port,
-        data_dir=_str(ctx, d, "data_dir", "server", "var"),
-        advertised_host=adv,
-        log_format=fmt,
-        log_level=level,
-    )
+class ServerModel(BaseModel):
+    """``[server]``: listen addresses, data directory, logging."""
+
+    model_config = STRICT
+
+    sip: SipAddress = "127.0.0.1:5060"
+    http: HttpAddress = "127.0.0.1:8080"
+    data_dir: str = "var"
+    advertised_address: Annotated[
+        str, AfterValidator(lambda v: _ip(v, allow_wildcard=False) if v else v)
+    ] = ""
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def build(self) -> ServerConfig:
+        sip_host, sip_port = parse_hostport(self.sip, default_port=5060)
+        http_host, http_port = parse_hostport(self.http, default_port=8080)
+        return ServerConfig(
+            sip_host=sip_host,
+            sip_port=sip_port,
+            http_host=http_host,
+            http_port=http_port,
+            data_dir=self.data_dir,
+            advertised_host=self.advertised_address,
+            log_format=self.log_format,
+            log_level=self.log_level,
+        )
 
 
-def _sip(ctx: _Ctx, d: Mapping[str, Any]) -> SipConfig:
-    _check_unknown(ctx, d, _SIP_KEYS, "sip")
-    transports = _str_list(ctx, d, "transports", "sip") or ("udp", "tcp")
-    for t in transports:
-        if t not in ("udp", "tcp"):
-            raise ctx.error("sip.transports", f"expected udp and/or tcp, got {t!r}")
-    algorithms = _str_list(ctx, d, "auth_algorithms", "sip") or ("MD5",)
-    for a in algorithms:
-        if a not in ("SHA-256", "MD5"):
-            raise ctx.error("sip.auth_algorithms", f"expected SHA-256 and/or MD5, got {a!r}")
-    min_expires = _int(ctx, d, "min_expires", "sip", 60, lo=1)
-    max_expires = _int(ctx, d, "max_expires", "sip", 3600, lo=1)
-    if max_expires < min_expires:
-        raise ctx.error("sip.max_expires", f"must be >= min_expires ({min_expires})")
-    ports = d.get("rtp_ports", [20000, 30000])
-    if (
-        not isinstance(ports, list)
-        or len(ports) != 2
-        or not all(isinstance(p, int) and not isinstance(p, bool) for p in ports)
-        or not 1024 <= ports[0] < ports[1] <= 65535
-    ):
-        raise ctx.error("sip.rtp_ports", f"expected [LOW, HIGH] within 1024-65535, got {ports!r}")
-    return SipConfig(
-        transports=transports,
-        realm=_str(ctx, d, "realm", "sip", "hotline"),
-        user_agent=_str(ctx, d, "user_agent", "sip", "hotline"),
-        auth_algorithms=algorithms,
-        nonce_ttl=_float(ctx, d, "nonce_ttl", "sip", 300.0),
-        min_expires=min_expires,
-        max_expires=max_expires,
-        max_server_transactions=_int(ctx, d, "max_server_transactions", "sip", 20000, lo=1),
-        max_loop_lag_ms=_float(ctx, d, "max_loop_lag_ms", "sip", 250.0),
-        retry_after=_int(ctx, d, "retry_after", "sip", 5, lo=1),
-        udp_receive_buffer=_int(ctx, d, "udp_receive_buffer", "sip", 4 * 1024 * 1024, lo=65536),
-        rtp_port_min=ports[0],
-        rtp_port_max=ports[1],
-    )
+def _rtp_ports(value: list[int]) -> list[int]:
+    if len(value) != 2 or not 1024 <= value[0] < value[1] <= 65535:
+        raise _custom("expected [LOW, HIGH] within 1024-65535")
+    return value
 
 
-def _media(ctx: _Ctx, d: Mapping[str, Any]) -> MediaConfig:
-    _check_unknown(ctx, d, _MEDIA_KEYS, "media")
-    process = _bool(ctx, d, "process", "media", True)
-    timeout = _float(ctx, d, "rtp_timeout", "media", 60.0, positive=False)
-    if timeout < 0:
-        raise ctx.error("media.rtp_timeout", f"expected seconds >= 0, got {timeout!r}")
-    return MediaConfig(
-        process=process,
-        prompts=_str_list(ctx, d, "prompts", "media") or (),
-        language=_str(ctx, d, "language", "media", "en"),
-        music_on_hold=_str(ctx, d, "music_on_hold", "media", "moh"),
-        rtp_timeout=timeout,
-        recordings_dir=_str(ctx, d, "recordings_dir", "media", ""),
-    )
+class SipModel(BaseModel):
+    """``[sip]``: transports, registrar, overload limits, RTP ports."""
 
+    model_config = STRICT
 
-def _agents(ctx: _Ctx, items: Any) -> tuple[AgentConfig, ...]:
-    if not isinstance(items, list):
-        raise ctx.error("agents", "expected an array of tables ([[agents]])")
-    out: list[AgentConfig] = []
-    seen: set[str] = set()
-    for i, d in enumerate(items):
-        path = f"agents[{i}]"
-        if not isinstance(d, dict):
-            raise ctx.error(path, "expected a table")
-        _check_unknown(ctx, d, _AGENT_KEYS, path)
-        agent_id = _str(ctx, d, "id", path)
-        if not re.fullmatch(r"[A-Za-z0-9._~!$&'()*+,;=-]+", agent_id):
-            raise ctx.error(f"{path}.id", f"not usable as a SIP user name: {agent_id!r}")
-        if agent_id in seen:
-            raise ctx.error(f"{path}.id", f"duplicate agent id {agent_id!r}")
-        seen.add(agent_id)
-        password = _str(ctx, d, "password", path)
-        if len(password) < 4:
-            raise ctx.error(f"{path}.password", "expected at least 4 characters")
-        skills_raw = d.get("skills", {})
-        if not isinstance(skills_raw, dict):
-            raise ctx.error(
-                f"{path}.skills", f"expected a table of skill = level, got {skills_raw!r}"
+    transports: Annotated[list[Literal["udp", "tcp"]], Field(min_length=1)] = ["udp", "tcp"]
+    realm: str = "hotline"
+    user_agent: str = "hotline"
+    auth_algorithms: Annotated[list[Literal["SHA-256", "MD5"]], Field(min_length=1)] = ["MD5"]
+    nonce_ttl: Seconds = 300.0
+    min_expires: int = Field(default=60, ge=1)
+    max_expires: int = Field(default=3600, ge=1)
+    max_server_transactions: int = Field(default=20000, ge=1)
+    max_loop_lag_ms: Seconds = 250.0
+    retry_after: int = Field(default=5, ge=1)
+    udp_receive_buffer: int = Field(default=4 * 1024 * 1024, ge=65536)
+    rtp_ports: Annotated[
+        list[int],
+        AfterValidator(_rtp_ports),
+        WithJsonSchema(
+            {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 1024, "maximum": 65535},
+                "minItems": 2,
+                "maxItems": 2,
+            }
+        ),
+    ] = [20000, 30000]
+
+    @model_validator(mode="after")
+    def _expires_order(self) -> SipModel:
+        if self.max_expires < self.min_expires:
+            raise PydanticCustomError(
+                "hotline",
+                "must be >= min_expires ({minimum})",
+                {"key": "max_expires", "minimum": self.min_expires},
             )
-        skills: dict[str, int] = {}
-        for skill, level in skills_raw.items():
-            if isinstance(level, bool) or not isinstance(level, int) or not 1 <= level <= 10:
-                raise ctx.error(
-                    f"{path}.skills.{skill}", f"expected a skill level 1-10, got {level!r}"
+        return self
+
+    def build(self) -> SipConfig:
+        return SipConfig(
+            transports=tuple(self.transports),
+            realm=self.realm,
+            user_agent=self.user_agent,
+            auth_algorithms=tuple(self.auth_algorithms),
+            nonce_ttl=self.nonce_ttl,
+            min_expires=self.min_expires,
+            max_expires=self.max_expires,
+            max_server_transactions=self.max_server_transactions,
+            max_loop_lag_ms=self.max_loop_lag_ms,
+            retry_after=self.retry_after,
+            udp_receive_buffer=self.udp_receive_buffer,
+            rtp_port_min=self.rtp_ports[0],
+            rtp_port_max=self.rtp_ports[1],
+        )
+
+
+class MediaModel(BaseModel):
+    """``[media]``: the media process, prompts, music on hold, RTP timeout, recordings."""
+
+    model_config = STRICT
+
+    process: bool = True
+    prompts: list[str] = []
+    language: str = "en"
+    music_on_hold: str = "moh"
+    rtp_timeout: Annotated[float, Field(ge=0)] = 60.0
+    recordings_dir: str = ""
+
+    def build(self) -> MediaConfig:
+        return MediaConfig(
+            process=self.process,
+            prompts=tuple(self.prompts),
+            language=self.language,
+            music_on_hold=self.music_on_hold,
+            rtp_timeout=self.rtp_timeout,
+            recordings_dir=self.recordings_dir,
+        )
+
+
+def _sip_user(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._~!$&'()*+,;=-]+", value):
+        raise _custom("not usable as a SIP user name")
+    return value
+
+
+def _password(value: str) -> str:
+    if len(value) < 4:
+        raise PydanticCustomError("hotline", "expected at least 4 characters", {"no_value": 1})
+    return value
+
+
+class AgentModel(AgentRouting):
+    """An ``[[agents]]`` entry: the login, and every routing key of an ACD agent (skills,
+    queues, groups, max_misses, wrap_up_seconds, priority, ...)."""
+
+    id: Annotated[
+        str,
+        AfterValidator(_sip_user),
+        WithJsonSchema({"type": "string", "pattern": "^[A-Za-z0-9._~!$&'()*+,;=-]+$"}),
+    ]
+    password: Annotated[
+        str, AfterValidator(_password), WithJsonSchema({"type": "string", "minLength": 4})
+    ]
+    extension: str = ""
+
+    def account(self) -> AgentAccount:
+        return AgentAccount(
+            id=self.id,
+            password=self.password,
+            name=self.name or self.id,
+            extension=self.extension,
+            skills=dict(self.skills),
+            queues=tuple(self.queues),
+            groups=tuple(self.groups),
+        )
+
+    def routing(self) -> AgentRouting:
+        """The routing part, as an ``[acd.agents.ID]`` table would give it."""
+        given = {
+            k: getattr(self, k) for k in self.model_fields_set if k in AgentRouting.model_fields
+        }
+        given.setdefault("name", self.name or self.id)
+        return AgentRouting.model_construct(_fields_set=set(given), **given)
+
+
+class TrunkModel(BaseModel):
+    """A ``[[trunks]]`` entry: a carrier or PSTN gateway."""
+
+    model_config = STRICT
+
+    name: Name
+    address: SipAddress
+    username: str = ""
+    password: str = ""
+    register_: bool = Field(default=False, alias="register")
+    """``register`` in the file (the attribute name is taken by pydantic)."""
+    expires: int = Field(default=600, ge=30)
+    dids: dict[str, str] = {}
+    caller_id: str = ""
+    caller_id_display: str = ""
+    withhold_caller_id: bool = False
+
+    @model_validator(mode="after")
+    def _register_needs_user(self) -> TrunkModel:
+        if self.register_ and not self.username:
+            raise PydanticCustomError(
+                "hotline", "is required when register = true", {"key": "username"}
+            )
+        return self
+
+    def build(self) -> TrunkConfig:
+        return TrunkConfig(
+            name=self.name,
+            address=parse_hostport(self.address, default_port=5060),
+            username=self.username,
+            password=self.password,
+            register=self.register_,
+            expires=self.expires,
+            dids=dict(self.dids),
+            caller_id=self.caller_id,
+            caller_id_display=self.caller_id_display,
+            withhold_caller_id=self.withhold_caller_id,
+        )
+
+
+class EntryPointModel(BaseModel):
+    """``"NUMBER" = { kind = "...", target = "...", name = "..." }``."""
+
+    model_config = STRICT
+
+    kind: Literal["echo", "hotline", "ivr", "queue", "agent", "voicemail"]
+    target: str = ""
+    name: str = ""
+
+
+def _stop_digits(value: str) -> str:
+    if not value or any(c not in "0123456789*#ABCD" for c in value):
+        raise _custom('expected keys such as "#"')
+    return value
+
+
+class VoicemailModel(BaseModel):
+    """``[voicemail]``."""
+
+    model_config = STRICT
+
+    max_seconds: Seconds = 120.0
+    silence_seconds: Seconds = 5.0
+    stop_digits: Annotated[
+        str,
+        AfterValidator(_stop_digits),
+        WithJsonSchema({"type": "string", "pattern": "^[0-9*#A-D]+$"}),
+    ] = "#"
+    keep_days: Seconds = 30.0
+
+    def build(self) -> VoicemailConfig:
+        return VoicemailConfig(
+            max_seconds=self.max_seconds,
+            silence_seconds=self.silence_seconds,
+            stop_digits=self.stop_digits,
+            keep_days=self.keep_days,
+        )
+
+
+class ConfigModel(BaseModel):
+    """The whole file. ``entry_points`` is the one required section: a service that no number
+    leads to does nothing."""
+
+    model_config = STRICT
+
+    server: ServerModel = ServerModel()
+    sip: SipModel = SipModel()
+    media: MediaModel = MediaModel()
+    agents: list[AgentModel] = []
+    trunks: list[TrunkModel] = []
+    acd: AcdModel = AcdModel()
+    ivr: IvrModel | None = None
+    voicemail: VoicemailModel = VoicemailModel()
+    entry_points: dict[str, EntryPointModel] = Field(
+        default={}, json_schema_extra={"minProperties": 1}
+    )
+
+    model_config = ConfigDict(**STRICT, json_schema_extra={"required": ["entry_points"]})
+
+    def build(
+        self,
+        *,
+        source: str,
+        raw: Mapping[str, Any],
+        text: str,
+        issues: list[ConfigIssue] | None = None,
+        pruned: _Pruned | None = None,
+    ) -> Config:
+        """The typed configuration; raises :class:`ConfigError` with every cross-reference
+        mistake (the shapes were checked by pydantic already) plus ``issues`` found before.
+        ``pruned`` says which parts of the file were left out because pydantic refused them, so
+        their names still count as defined and list positions stay the user's."""
+        issues = list(issues or [])
+        pruned = pruned or _Pruned()
+        first = len(issues)
+        agent_pos = pruned.positions.get("agents") or list(range(len(self.agents)))
+        trunk_pos = pruned.positions.get("trunks") or list(range(len(self.trunks)))
+        index: dict[str, int] = {}
+        for i, a in enumerate(self.agents):
+            if a.id in index:
+                issues.append(
+                    ConfigIssue(f"agents[{agent_pos[i]}].id", f"duplicate agent id {a.id!r}")
                 )
-            skills[skill] = level
-        out.append(
-            AgentConfig(
-                id=agent_id,
-                password=password,
-                name=_str(ctx, d, "name", path, agent_id),
-                extension=_str(ctx, d, "extension", path, ""),
-                skills=skills,
-                queues=_str_list(ctx, d, "queues", path),
-                groups=_str_list(ctx, d, "groups", path),
-            )
+            else:
+                index[a.id] = agent_pos[i]
+        acd = self.acd.build({a.id: a.routing() for a in self.agents})
+        for issue in acd.issues(path="acd"):
+            # an [[agents]] entry's unknown queue is reported where the user wrote it
+            m = re.fullmatch(r"acd\.agents\.(.+)\.queues\.(.+)", issue.path)
+            if m and m.group(1) in index and m.group(1) not in self.acd.agents:
+                at = index[m.group(1)]
+                issues.append(ConfigIssue(f"agents[{at}].queues", f"unknown queue {m.group(2)!r}"))
+            else:
+                issues.append(issue)
+        ivr_cfg, ivr_issues = (
+            self.ivr.build(path="ivr") if self.ivr is not None else (IvrConfig(), [])
         )
-    return tuple(out)
-
-
-def _trunks(ctx: _Ctx, items: Any) -> tuple[TrunkConfig, ...]:
-    if not isinstance(items, list):
-        raise ctx.error("trunks", "expected an array of tables ([[trunks]])")
-    out: list[TrunkConfig] = []
-    for i, d in enumerate(items):
-        path = f"trunks[{i}]"
-        if not isinstance(d, dict):
-            raise ctx.error(path, "expected a table")
-        _check_unknown(ctx, d, _TRUNK_KEYS, path)
-        register = _bool(ctx, d, "register", path, False)
-        username = _str(ctx, d, "username", path, "")
-        if register and not username:
-            raise ctx.error(f"{path}.username", "is required when register = true")
-        dids = d.get("dids", {})
-        if not isinstance(dids, dict) or not all(isinstance(v, str) for v in dids.values()):
-            raise ctx.error(f"{path}.dids", 'expected a table of "number" = "entry point"')
-        out.append(
-            TrunkConfig(
-                name=_str(ctx, d, "name", path),
-                address=_hostport(ctx, d.get("address"), f"{path}.address", 5060),
-                username=username,
-                password=_str(ctx, d, "password", path, ""),
-                register=register,
-                expires=_int(ctx, d, "expires", path, 600, lo=30),
-                dids=dict(dids),
-                caller_id=_str(ctx, d, "caller_id", path, ""),
-                caller_id_display=_str(ctx, d, "caller_id_display", path, ""),
-                withhold_caller_id=_bool(ctx, d, "withhold_caller_id", path, False),
-            )
+        issues += ivr_issues
+        queues = set(acd.queues) | pruned.names
+        flows = set(ivr_cfg.flows) | pruned.names
+        agent_ids = set(index) | pruned.names
+        for fname, flow in ivr_cfg.flows.items():
+            for node in flow.nodes.values():
+                q = node.get("queue")
+                kind = node.type
+                routed = kind in ("queue", "voicemail", "queue_state")
+                if routed and isinstance(q, str) and q not in queues:
+                    issues.append(
+                        ConfigIssue(
+                            f"ivr.flows.{fname}.nodes.{node.name}.queue",
+                            f"names queue {q!r}, which [acd.queues] does not define",
+                        )
+                    )
+        entry_points = tuple(
+            EntryPoint(number=n, kind=e.kind, target=e.target, name=e.name)
+            for n, e in self.entry_points.items()
         )
-    return tuple(out)
-
-
-def _entry_points(ctx: _Ctx, d: Mapping[str, Any]) -> tuple[EntryPoint, ...]:
-    out: list[EntryPoint] = []
-    for number, spec in d.items():
-        path = f"entry_points.{number}"
-        if not isinstance(spec, dict):
-            raise ctx.error(path, 'expected a table like { kind = "echo" }')
-        _check_unknown(ctx, spec, _ENTRY_KEYS, path)
-        kind = _str(ctx, spec, "kind", path)
-        if kind not in ENTRY_KINDS:
-            raise ctx.error(
-                f"{path}.kind", f"expected one of {', '.join(ENTRY_KINDS)}, got {kind!r}"
-            )
-        target = _str(ctx, spec, "target", path, "")
-        if kind in ("queue", "agent", "ivr") and not target:
-            raise ctx.error(f"{path}.target", f"is required for kind = {kind!r}")
-        out.append(
-            EntryPoint(
-                number=number, kind=kind, target=target, name=_str(ctx, spec, "name", path, "")
-            )
+        extensions = {a.extension: a.id for a in self.agents if a.extension}
+        for ep in entry_points:
+            path = f"entry_points.{ep.number}"
+            if ep.number in extensions:
+                issues.append(
+                    ConfigIssue(
+                        path,
+                        f"is also the extension of agent {extensions[ep.number]!r}: "
+                        "pick another number",
+                    )
+                )
+            if ep.kind in ("queue", "agent", "ivr") and not ep.target:
+                issues.append(ConfigIssue(f"{path}.target", f"is required for kind = {ep.kind!r}"))
+            elif ep.kind in ("queue", "voicemail") and ep.target not in queues:
+                issues.append(
+                    ConfigIssue(
+                        f"{path}.target",
+                        f"names queue {ep.target!r}, which [acd.queues] does not define",
+                    )
+                )
+            elif ep.kind == "ivr" and ep.target not in flows:
+                issues.append(
+                    ConfigIssue(
+                        f"{path}.target",
+                        f"names flow {ep.target!r}, which [ivr.flows] does not define",
+                    )
+                )
+            elif ep.kind == "agent" and ep.target not in agent_ids:
+                issues.append(
+                    ConfigIssue(
+                        f"{path}.target",
+                        f"names agent {ep.target!r}, which [[agents]] does not define",
+                    )
+                )
+        names = {ep.number for ep in entry_points} | {ep.name for ep in entry_points if ep.name}
+        names |= pruned.names
+        for t, trunk in enumerate(self.trunks):
+            for did, entry in trunk.dids.items():
+                if entry not in names:
+                    issues.append(
+                        ConfigIssue(
+                            f"trunks[{trunk_pos[t]}].dids.{did}",
+                            f"names entry point {entry!r}, which entry_points does not define",
+                        )
+                    )
+        # a reference to something pydantic refused is not a second mistake
+        issues[first:] = [
+            i for i in issues[first:] if not any(repr(n) in i.reason for n in pruned.names)
+        ]
+        tail = _required(raw)
+        if issues or tail:
+            raise ConfigError.of(issues, file=source, text=text, tail=tail)
+        return Config(
+            source=source,
+            server=self.server.build(),
+            sip=self.sip.build(),
+            media=self.media.build(),
+            agents=tuple(a.account() for a in self.agents),
+            trunks=tuple(t.build() for t in self.trunks),
+            entry_points=entry_points,
+            acd=acd,
+            ivr=ivr_cfg,
+            voicemail=self.voicemail.build(),
+            text=text,
         )
-    return tuple(out)
 
 
-def parse_config(text: str, *, file: str = "<config>") -> Config:
-    """Parse and validate configuration text. Raises ConfigError."""
-    ctx = _Ctx(file, text)
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def _toml(text: str, file: str) -> dict[str, Any]:
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
         line = int(m.group(1)) if m else None
         reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
-        raise ConfigError(f"TOML syntax error: {reason}", file=file, line=line) from None
-    _check_unknown(ctx, data, _TOP_KEYS, "")
-    config = Config(
-        source=file,
-        server=_server(ctx, _table(ctx, data, "server")),
-        sip=_sip(ctx, _table(ctx, data, "sip")),
-        media=_media(ctx, _table(ctx, data, "media")),
-        agents=_agents(ctx, data.get("agents", [])),
-        trunks=_trunks(ctx, data.get("trunks", [])),
-        entry_points=_entry_points(ctx, _table(ctx, data, "entry_points")),
-        acd_raw={k: data[k] for k in ("acd", "queues", "groups") if k in data},
-        ivr_raw={k: data[k] for k in ("ivr", "voicemail") if k in data},
-        raw=data,
-        text=text,
-    )
-    for trunk in config.trunks:
-        for did, entry in trunk.dids.items():
-            if config.entry_point(entry) is None and not any(
-                e.name == entry for e in config.entry_points
-            ):
-                raise ctx.error(
-                    f"trunks.dids.{did}",
-                    f"names entry point {entry!r}, which entry_points does not define",
-                )
-    return config
+        raise ConfigError("", f"TOML syntax error: {reason}", file=file, line=line) from None
+
+
+def parse_config(text: str, *, file: str = "<config>") -> Config:
+    """Parse and validate configuration text; raises :class:`ConfigError` listing every
+    mistake, each ``file:line: key.path: reason``."""
+    data = _toml(text, file)
+    if not data:
+        raise ConfigError(
+            "",
+            "the file is empty: a configuration needs at least an [entry_points] table "
+            "(docs/configuration.md; hotline/demo.toml is a complete example)",
+            file=file,
+            line=1,
+        )
+    try:
+        model = ConfigModel.model_validate(data)
+    except ValidationError as exc:
+        issues = issues_from_pydantic(exc, model=ConfigModel)
+        # Check the references of the parts pydantic accepted too, so one run reports every
+        # mistake: leave out what it refused and validate again.
+        pruned = _prune(data, exc)
+        try:
+            model = ConfigModel.model_validate(pruned.data)
+        except ValidationError:
+            raise ConfigError.of(issues, file=file, text=text, tail=_required(data)) from None
+        model.build(source=file, raw=data, text=text, issues=issues, pruned=pruned)
+        raise AssertionError("unreachable: build raises with the issues given") from None
+    return model.build(source=file, raw=data, text=text)
+
+
+def _required(data: Mapping[str, Any]) -> list[ConfigIssue]:
+    """What every file must have: entry points (a service no number leads to does nothing).
+    Reported after the other mistakes, which say more about a half-written file."""
+    if data.get("entry_points"):
+        return []
+    return [
+        ConfigIssue(
+            "entry_points",
+            'expected at least one entry point, e.g. [entry_points] "1000" = { kind = "hotline" }',
+        )
+    ]
+
+
+@dataclass
+class _Pruned:
+    """A document with the parts pydantic refused left out (see :func:`_prune`)."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    names: set[str] = field(default_factory=set)
+    """Names of refused queues, agents, flows and entry points: defined, though invalid."""
+    sections: set[str] = field(default_factory=set)
+    """Top-level sections left out whole."""
+    positions: dict[str, list[int]] = field(default_factory=dict)
+    """For ``agents`` and ``trunks``: the file's index of each item kept."""
+
+
+def _prune(data: Mapping[str, Any], exc: ValidationError) -> _Pruned:
+    """``data`` without what pydantic refused: a wrong value is removed (its default applies);
+    a table missing a required key, or refused as a whole, is removed with its name kept."""
+    out = _Pruned(data=copy.deepcopy(dict(data)))
+    drop: dict[tuple[str | int, ...], set[int]] = {}
+    for e in exc.errors(include_url=False):
+        loc = tuple(p for p in e["loc"] if p != "[key]")
+        if e["type"] == "missing":
+            loc = loc[:-1]
+        if not loc:
+            continue
+        parent: Any = out.data
+        for part in loc[:-1]:
+            try:
+                parent = parent[part]
+            except (KeyError, IndexError, TypeError):
+                parent = None
+                break
+        last = loc[-1]
+        if isinstance(parent, dict):
+            removed = parent.pop(last, None)
+            if len(loc) == 1:
+                out.sections.add(str(last))
+            if (len(loc) == 3 and (loc[0], loc[1]) in _NAMED) or loc[:1] == ("entry_points",):
+                out.names.add(str(last))
+                if isinstance(removed, Mapping) and removed.get("name"):
+                    out.names.add(str(removed["name"]))
+        elif isinstance(parent, list) and isinstance(last, int):
+            drop.setdefault(loc[:-1], set()).add(last)
+            if loc[:-1] == ("agents",) and isinstance(parent[last], Mapping):
+                out.names.add(str(parent[last].get("id", "")))
+    for where, dropped in sorted(drop.items(), key=lambda x: -len(x[0])):
+        container: Any = out.data
+        for part in where:
+            container = container[part]
+        kept = [i for i in range(len(container)) if i not in dropped]
+        container[:] = [container[i] for i in kept]
+        if len(where) == 1:
+            out.positions[str(where[0])] = kept
+    out.names.discard("")
+    return out
+
+
+_NAMED = {("acd", "queues"), ("acd", "agents"), ("ivr", "flows")}
+
+
+def _read(path: str | Path | None) -> tuple[str, str]:
+    if path is None:
+        text = resources.files("hotline").joinpath("demo.toml").read_text(encoding="utf-8")
+        return text, "<built-in demo.toml>"
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8"), str(p)
+    except OSError as exc:
+        raise ConfigError("", f"cannot read: {exc.strerror}", file=str(p)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            "", f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=str(p)
+        ) from None
 
 
 def load_config(path: str | Path | None) -> Config:
     """Load a configuration file, or the built-in demo configuration when ``path`` is None."""
-    if path is None:
-        text = resources.files("hotline").joinpath("demo.toml").read_text(encoding="utf-8")
-        return parse_config(text, file="<built-in demo.toml>")
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", file=str(p)) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=str(p)
-        ) from None
-    return parse_config(text, file=str(p))
+    text, file = _read(path)
+    return parse_config(text, file=file)
+
+
+def load_ivr(path: str | Path, *, version: int) -> IvrConfig:
+    """Re-read ``path`` for a live IVR reload (``POST /api/ivr/reload``): the new flows with
+    ``version``, checked against the same file's queues. The whole file is validated, so an edit
+    that broke another section is refused too; raises :class:`ConfigError` listing every
+    mistake with its file and line."""
+    config = load_config(path)
+    return dataclasses.replace(config.ivr, version=version)
 
 
 def with_overrides(
     config: Config, *, sip: str | None = None, http: str | None = None, data: str | None = None
 ) -> Config:
     """Apply ``hotline serve`` command-line overrides (they win over the file)."""
-    import dataclasses
-
     server = config.server
-    ctx = _Ctx("<command line>", "")
-    if sip is not None:
-        host, port = _hostport(ctx, sip, "--sip", 5060)
-        server = dataclasses.replace(server, sip_host=host, sip_port=port)
-    if http is not None:
-        host, port = _hostport(ctx, http, "--http", 8080)
-        server = dataclasses.replace(server, http_host=host, http_port=port)
+    issues: list[ConfigIssue] = []
+    for option, value, default_port in (("--sip", sip, 5060), ("--http", http, 8080)):
+        if value is None:
+            continue
+        try:
+            host, port = parse_hostport(value, default_port=default_port)
+            ipaddress.ip_address(host)
+        except ValueError as exc:
+            issues.append(ConfigIssue(option, f'expected "IP:PORT" ({exc}), got {value!r}'))
+            continue
+        if option == "--sip":
+            server = dataclasses.replace(server, sip_host=host, sip_port=port)
+        else:
+            server = dataclasses.replace(server, http_host=host, http_port=port)
+    if issues:
+        raise ConfigError.of(issues, file="<command line>")
     if data is not None:
         server = dataclasses.replace(server, data_dir=data)
     return dataclasses.replace(config, server=server)
 
 
-def validate_sections(config: Config) -> None:
-    """Validate the sections other packages own (the ACD's ``[acd]``), raising ConfigError."""
-    from acd.config import AcdConfig
-    from acd.config import ConfigError as AcdConfigError
-    from hotline.center import acd_table
-    from ivr.flow import FlowError, parse_ivr
+class _NoNullSchema(GenerateJsonSchema):
+    """TOML has no null: an optional key is simply left out, so ``X | None`` is shown as ``X``."""
 
-    try:
-        AcdConfig.from_dict(acd_table(config), path="acd")
-    except AcdConfigError as exc:
-        reason = str(exc).removeprefix(f"{exc.path}: ")
-        raise config.error(exc.path, reason) from None
-    try:
-        parse_ivr(config.raw.get("ivr"))
-    except FlowError as exc:
-        raise config.error(exc.path, exc.reason) from None
-    vm = config.raw.get("voicemail", {})
-    if not isinstance(vm, dict):
-        raise config.error("voicemail", "expected a table")
-    for key, value in vm.items():
-        if key not in ("keep_days", "max_seconds", "silence_seconds", "stop_digits"):
-            raise config.error(f"voicemail.{key}", "unknown key")
-        if key == "stop_digits":
-            if not isinstance(value, str) or any(c not in "0123456789*#ABCD" for c in value):
-                raise config.error(f"voicemail.{key}", f'expected keys such as "#", got {value!r}')
-        elif isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise config.error(f"voicemail.{key}", f"expected a number > 0, got {value!r}")
-    extensions = {a.extension: a.id for a in config.agents if a.extension}
-    for ep in config.entry_points:
-        if ep.number in extensions:
-            raise config.error(
-                f"entry_points.{ep.number}",
-                f"is also the extension of agent {extensions[ep.number]!r}: pick another number",
-            )
-        if ep.kind in ("queue", "voicemail") and ep.target not in config.raw.get("acd", {}).get(
-            "queues", {}
-        ):
-            raise config.error(
-                f"entry_points.{ep.number}.target",
-                f"names queue {ep.target!r}, which [acd.queues] does not define",
-            )
-        if ep.kind == "ivr" and ep.target not in config.raw.get("ivr", {}).get("flows", {}):
-            raise config.error(
-                f"entry_points.{ep.number}.target",
-                f"names flow {ep.target!r}, which [ivr.flows] does not define",
-            )
+    def nullable_schema(self, schema: core_schema.NullableSchema) -> dict[str, Any]:
+        return self.generate_inner(schema["schema"])
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema of hotline's TOML files (``hotline config-schema``): a service
+    configuration, or a simulator scenario (``hotline sim run``), generated from the models."""
+    from pydantic.json_schema import models_json_schema
+
+    from sim.scenario import ScenarioModel, WorkloadModel
+
+    refs, schema = models_json_schema(
+        [(ConfigModel, "validation"), (ScenarioModel, "validation"), (WorkloadModel, "validation")],
+        schema_generator=_NoNullSchema,
+    )
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "hotline configuration",
+        "description": "A service configuration (hotline serve), a simulator scenario or a "
+        "simulator workload (hotline sim run). Generated by `hotline config-schema`.",
+        "anyOf": [refs[(m, "validation")] for m in (ConfigModel, ScenarioModel, WorkloadModel)],
+        **schema,
+    }

@@ -47,7 +47,12 @@ import datetime as dt
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, ValidationError
+from pydantic.json_schema import WithJsonSchema
+
+from acd.config import STRICT, ConfigError, ConfigIssue, issues_from_pydantic
 
 TERMINAL = frozenset({"queue", "voicemail", "transfer", "hangup"})
 NODE_TYPES = frozenset(
@@ -57,13 +62,11 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 KEYS = frozenset("0123456789*#ABCD")
 
 
-class FlowError(ValueError):
-    """A flow that cannot run: ``path`` is the configuration key (``ivr.flows.main.nodes.x``)."""
+class FlowError(ConfigError):
+    """A flow that cannot run: ``path`` is the configuration key (``ivr.flows.main.nodes.x``).
 
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
+    A :class:`acd.config.ConfigError` (the project's one configuration error), so a caller that
+    catches ``ConfigError`` catches it too; ``issues`` lists every mistake found."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,65 +162,112 @@ _NODE_REFS = (
 )
 
 
-def parse_ivr(table: Mapping[str, Any] | None, *, path: str = "ivr", version: int = 0) -> IvrConfig:
-    """Build and check every flow; raises :class:`FlowError` naming the offending key."""
-    if not table:
-        return IvrConfig(version=version)
-    if not isinstance(table, Mapping):
-        raise FlowError(path, "expected a table")
-    unknown = set(table) - {"flows", "entry", "timezone", "holidays"}
-    if unknown:
-        raise FlowError(f"{path}.{sorted(unknown)[0]}", "unknown key")
-    flows_t = table.get("flows", {})
-    if not isinstance(flows_t, Mapping):
-        raise FlowError(f"{path}.flows", "expected a table of flows")
-    flows = {str(n): _flow(str(n), f, f"{path}.flows.{n}") for n, f in flows_t.items()}
-    entry = table.get("entry", "main")
-    if not isinstance(entry, str) or (flows and entry not in flows):
-        raise FlowError(f"{path}.entry", f"names flow {entry!r}, which ivr.flows does not define")
-    tz = table.get("timezone", "UTC")
-    if not isinstance(tz, str):
-        raise FlowError(f"{path}.timezone", "expected a time zone name such as Asia/Shanghai")
-    try:
-        from zoneinfo import ZoneInfo
+_NODE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type"],
+    "properties": {"type": {"enum": sorted(NODE_TYPES)}},
+    "description": "one node; its keys depend on its type (ivr/flow.py, docs/ivr.md)",
+}
+NodeTable = Annotated[dict[str, Any], WithJsonSchema(_NODE_SCHEMA)]
+"""A node's table: its keys depend on its ``type`` and are checked by :func:`node_issues`."""
 
-        ZoneInfo(tz)
-    except Exception:
-        raise FlowError(f"{path}.timezone", f"unknown time zone {tz!r}") from None
-    holidays: set[dt.date] = set()
-    raw_h = table.get("holidays", [])
-    if not isinstance(raw_h, list):
-        raise FlowError(f"{path}.holidays", 'expected a list of dates like "2026-10-01"')
-    for i, h in enumerate(raw_h):
+
+class FlowModel(BaseModel):
+    """``[ivr.flows.NAME]``: the start node and the nodes."""
+
+    model_config = STRICT
+
+    start: str
+    nodes: Annotated[dict[str, NodeTable], Field(min_length=1)]
+
+
+class IvrModel(BaseModel):
+    """The ``[ivr]`` table. pydantic checks its shape; :meth:`build` checks every node and every
+    reference between nodes and flows, and returns all the mistakes at once."""
+
+    model_config = STRICT
+
+    entry: str = "main"
+    timezone: str = "UTC"
+    holidays: list[Annotated[Any, WithJsonSchema({"type": "string", "format": "date"})]] = []
+    flows: dict[str, FlowModel] = {}
+
+    def build(self, *, path: str = "ivr", version: int = 0) -> tuple[IvrConfig, list[ConfigIssue]]:
+        """The flows and the mistakes found in them (``path``-prefixed keys)."""
+        issues: list[ConfigIssue] = []
+        flows: dict[str, Flow] = {}
+        for fname, f in self.flows.items():
+            fpath = f"{path}.flows.{fname}"
+            nodes: dict[str, Node] = {}
+            for nname, table in f.nodes.items():
+                try:
+                    nodes[nname] = _node(nname, table, f"{fpath}.nodes.{nname}")
+                except FlowError as exc:
+                    issues.extend(exc.issues)
+                    nodes[nname] = Node(name=nname, type="?", opts=table)
+            if f.start not in f.nodes:
+                issues.append(
+                    ConfigIssue(
+                        f"{fpath}.start",
+                        f"names node {f.start!r}, which this flow does not define",
+                    )
+                )
+            flows[fname] = Flow(name=fname, start=f.start, nodes=nodes)
+        if flows and self.entry not in flows:
+            issues.append(
+                ConfigIssue(
+                    f"{path}.entry", f"names flow {self.entry!r}, which ivr.flows does not define"
+                )
+            )
         try:
-            if isinstance(h, dt.datetime):
-                holidays.add(h.date())
-            else:
-                holidays.add(h if isinstance(h, dt.date) else dt.date.fromisoformat(str(h)))
-        except ValueError:
-            raise FlowError(f"{path}.holidays[{i}]", f"not a date: {h!r}") from None
-    cfg = IvrConfig(
-        flows=flows, entry=entry, timezone=tz, holidays=frozenset(holidays), version=version
-    )
-    for flow in flows.values():
-        _check_refs(cfg, flow, f"{path}.flows.{flow.name}")
+            from zoneinfo import ZoneInfo
+
+            ZoneInfo(self.timezone)
+        except Exception:
+            issues.append(ConfigIssue(f"{path}.timezone", f"unknown time zone {self.timezone!r}"))
+        holidays: set[dt.date] = set()
+        for i, h in enumerate(self.holidays):
+            try:
+                if isinstance(h, dt.datetime):
+                    holidays.add(h.date())
+                else:
+                    holidays.add(h if isinstance(h, dt.date) else dt.date.fromisoformat(str(h)))
+            except ValueError:
+                issues.append(ConfigIssue(f"{path}.holidays[{i}]", f"not a date: {h!r}"))
+        cfg = IvrConfig(
+            flows=flows,
+            entry=self.entry,
+            timezone=self.timezone,
+            holidays=frozenset(holidays),
+            version=version,
+        )
+        for flow in flows.values():
+            issues.extend(_ref_issues(cfg, flow, f"{path}.flows.{flow.name}"))
+        return cfg, issues
+
+
+def ivr_from_table(
+    table: Mapping[str, Any] | None, *, path: str = "ivr", version: int = 0
+) -> tuple[IvrConfig, list[ConfigIssue]]:
+    """Validate an ``[ivr]`` table: the flows and *every* mistake (empty when it is usable)."""
+    if not table:
+        return IvrConfig(version=version), []
+    try:
+        model = IvrModel.model_validate(table)
+    except ValidationError as exc:
+        return IvrConfig(version=version), issues_from_pydantic(exc, path)
+    return model.build(path=path, version=version)
+
+
+def parse_ivr(table: Mapping[str, Any] | None, *, path: str = "ivr", version: int = 0) -> IvrConfig:
+    """Build and check every flow; raises :class:`FlowError` listing every mistake (``path``
+    and ``reason`` are the first one's)."""
+    if table is not None and not isinstance(table, Mapping):
+        raise FlowError(path, "expected a table")
+    cfg, issues = ivr_from_table(table, path=path, version=version)
+    if issues:
+        raise FlowError("", issues=issues)
     return cfg
-
-
-def _flow(name: str, t: Any, path: str) -> Flow:
-    if not isinstance(t, Mapping):
-        raise FlowError(path, "expected a table with start and nodes")
-    unknown = set(t) - {"start", "nodes"}
-    if unknown:
-        raise FlowError(f"{path}.{sorted(unknown)[0]}", "unknown key")
-    nodes_t = t.get("nodes")
-    if not isinstance(nodes_t, Mapping) or not nodes_t:
-        raise FlowError(f"{path}.nodes", "a flow needs at least one node")
-    nodes = {str(n): _node(str(n), v, f"{path}.nodes.{n}") for n, v in nodes_t.items()}
-    start = t.get("start")
-    if not isinstance(start, str) or start not in nodes:
-        raise FlowError(f"{path}.start", f"names node {start!r}, which this flow does not define")
-    return Flow(name=name, start=start, nodes=nodes)
 
 
 def _node(name: str, t: Any, path: str) -> Node:
@@ -333,8 +383,12 @@ def _check_values(kind: str, o: dict[str, Any], path: str) -> None:
             raise FlowError(f"{path}.skills", "expected a table of skill levels 0-10")
 
 
-def _check_refs(cfg: IvrConfig, flow: Flow, path: str) -> None:
+def _ref_issues(cfg: IvrConfig, flow: Flow, path: str) -> list[ConfigIssue]:
+    """Every node reference of ``flow`` that leads nowhere."""
+    out: list[ConfigIssue] = []
     for node in flow.nodes.values():
+        if node.type == "?":  # its own mistakes are already reported
+            continue
         npath = f"{path}.nodes.{node.name}"
         refs: list[tuple[str, Any]] = [
             (k, node.get(k)) for k in _NODE_REFS if node.get(k) is not None
@@ -345,22 +399,30 @@ def _check_refs(cfg: IvrConfig, flow: Flow, path: str) -> None:
             refs += [(f"cases[{i}].next", c["next"]) for i, c in enumerate(node.get("cases"))]
         for key, target in refs:
             if not isinstance(target, str) or resolve(cfg, flow, target) is None:
-                raise FlowError(
-                    f"{npath}.{key}",
-                    f"goes to {target!r}, which is not a node of this flow (or flow:node)",
+                out.append(
+                    ConfigIssue(
+                        f"{npath}.{key}",
+                        f"goes to {target!r}, which is not a node of this flow (or flow:node)",
+                    )
                 )
         if node.type == "goto":
             other = cfg.flows.get(str(node.get("flow")))
             if other is None:
-                raise FlowError(
-                    f"{npath}.flow",
-                    f"names flow {node.get('flow')!r}, which ivr.flows does not define",
+                out.append(
+                    ConfigIssue(
+                        f"{npath}.flow",
+                        f"names flow {node.get('flow')!r}, which ivr.flows does not define",
+                    )
                 )
+                continue
             n = node.get("node")
             if n is not None and (not isinstance(n, str) or n not in other.nodes):
-                raise FlowError(
-                    f"{npath}.node", f"flow {other.name!r} has no node {node.get('node')!r}"
+                out.append(
+                    ConfigIssue(
+                        f"{npath}.node", f"flow {other.name!r} has no node {node.get('node')!r}"
+                    )
                 )
+    return out
 
 
 def resolve(cfg: IvrConfig, flow: Flow, target: str) -> tuple[Flow, Node] | None:

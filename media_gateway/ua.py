@@ -820,7 +820,7 @@ class SipUserAgent:
         record = self.calls.get(event.call)
         if record is None:
             return
-        outcome = "completed" if record.answered_at is not None else f"ended:{event.reason}"
+        outcome = "answered" if record.answered_at is not None else f"ended:{event.reason}"
         self._finish(record, outcome, by=event.by)
 
     def _finish(self, record: CallRecord, outcome: str, *, by: str = "") -> None:

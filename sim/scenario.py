@@ -12,10 +12,19 @@ examples/scenarios/)::
     [[arrivals]]            # queue, rate_per_hour | curve | replay, handle_time, patience,
                             # ivr_time, skills, priority
 
-The routing part of every queue and agent is handed to :meth:`acd.config.AcdConfig.from_dict`
-unchanged, so the simulator routes with exactly the configuration the live service would read.
-Every error is a :class:`ScenarioError` naming the key, e.g.
-``arrivals[0].handle_time.mean_seconds: expected seconds > 0, got -3``.
+The routing part of every queue and agent is validated by the same pydantic models as the
+service's ``[acd]`` (``acd.config``: :class:`ScenarioModel` extends them) and handed to
+:meth:`acd.config.AcdConfig.from_dict`, so the simulator routes with exactly the configuration
+the live service would read.
+
+A *service* configuration (the file ``hotline serve`` runs: ``[acd.queues.*]``, ``[[agents]]``)
+is a scenario too, given a workload file (``[simulation]`` and ``[[arrivals]]``): its queues and
+its agents (one simulated agent each, logged in all along) are simulated, the sections the
+simulator does not need (server, sip, trunks, ivr...) are ignored (:func:`load_scenario`).
+
+Every error is a :class:`ScenarioError` (an ``acd.config.ConfigError``) naming the key, e.g.
+``arrivals[0].handle_time.mean_seconds: expected seconds > 0, got -3``; a file's shape mistakes
+are all reported at once, each with its line.
 """
 
 from __future__ import annotations
@@ -27,14 +36,39 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from acd.config import AcdConfig, ConfigError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.json_schema import WithJsonSchema
+
+from acd.config import (
+    STRICT,
+    AcdConfig,
+    AcdModel,
+    AgentRouting,
+    ConfigError,
+    ConfigIssue,
+    NonNegative,
+    QueueModel,
+    QueueName,
+    Skills,
+    issues_from_pydantic,
+)
 from sim.distributions import Distribution, DistributionError, parse_distribution
 
 
-class ScenarioError(ValueError):
-    """An unusable scenario; the message is ``[file: ]key.path: reason``."""
+class ScenarioError(ConfigError):
+    """An unusable scenario; the message is ``[file[:line]: ]key.path: reason``, one line per
+    mistake. The project's :class:`acd.config.ConfigError`, named for the simulator."""
+
+    def __init__(
+        self, message: str = "", *, issues: Sequence[ConfigIssue] = (), file: str = ""
+    ) -> None:
+        if issues:
+            super().__init__("", issues=issues, file=file)
+        else:
+            path, sep, reason = message.partition(": ")
+            super().__init__(path if sep else "", reason if sep else message)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,7 +129,12 @@ class AgentGroup:
     rona_ready_seconds: float = 60.0
     """How long an agent the engine paused for ring-no-answer stays paused before becoming ready."""
 
+    ids: tuple[str, ...] = ()
+    """The agents' ids when they are named (a service configuration's ``[[agents]]``)."""
+
     def agent_ids(self) -> list[str]:
+        if self.ids:
+            return list(self.ids)
         return [f"{self.name}-{i + 1:03d}" for i in range(self.count)]
 
 
@@ -170,19 +209,71 @@ class Scenario:
 # --- loading ---------------------------------------------------------------------------------
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario TOML file."""
-    p = Path(path)
+def _read_toml(p: Path) -> tuple[dict[str, Any], str]:
     try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ScenarioError(f"{p}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{p}: not valid TOML: {exc}") from exc
+
+
+SERVICE_KEYS = frozenset(
+    {"server", "sip", "media", "agents", "trunks", "entry_points", "ivr", "voicemail"}
+)
+"""Top-level tables only a service configuration has."""
+
+
+def is_service_config(raw: Mapping[str, Any]) -> bool:
+    """A service configuration (``hotline serve``'s file) rather than a scenario file."""
+    acd = raw.get("acd")
+    return bool(SERVICE_KEYS & set(raw)) or (isinstance(acd, Mapping) and "queues" in acd)
+
+
+def load_scenario(path: str | Path, *, workload: str | Path | None = None) -> Scenario:
+    """Read and validate a scenario TOML file, or a service configuration plus a ``workload``
+    file (``[simulation]`` and ``[[arrivals]]``). Raises :class:`ScenarioError` naming the file,
+    and the line of each mistake."""
+    p = Path(path)
+    raw, text = _read_toml(p)
+    if is_service_config(raw):
+        if workload is None:
+            raise ScenarioError(
+                f"{p}: a service configuration: give the callers to simulate with --workload "
+                "WORKLOAD.toml (a [simulation] table and [[arrivals]]; docs/simulator.md)"
+            )
+        w = Path(workload)
+        wraw, wtext = _read_toml(w)
+        try:
+            shared = ServiceShared.model_validate(raw)
+        except ValidationError as exc:
+            raise ScenarioError.of(
+                issues_from_pydantic(exc, model=ServiceShared), file=str(p), text=text
+            ) from None
+        try:
+            WorkloadModel.model_validate(wraw)
+        except ValidationError as exc:
+            raise ScenarioError.of(
+                issues_from_pydantic(exc, model=WorkloadModel), file=str(w), text=wtext
+            ) from None
+        try:
+            return _from_service(shared, wraw, name=p.stem, base=w.parent, source=str(p))
+        except ScenarioError as exc:
+            if exc.issues and exc.issues[0].path.startswith("acd."):
+                raise _with_file(exc, str(p), text) from exc
+            raise _with_file(exc, str(w), wtext) from exc
+    if workload is not None:
+        raise ScenarioError(f"{p}: --workload is for a service configuration; this is a scenario")
     try:
         return scenario_from_dict(raw, name=p.stem, base=p.parent, source=str(p))
     except ScenarioError as exc:
-        raise ScenarioError(f"{p}: {exc}") from exc
+        raise _with_file(exc, str(p), text) from exc
+
+
+def _with_file(exc: ConfigError, file: str, text: str) -> ScenarioError:
+    return ScenarioError.of(exc.issues, file=file, text=text)  # type: ignore[return-value]
 
 
 def _err(key: str, reason: str) -> ScenarioError:
@@ -495,8 +586,14 @@ def _arrival(t: Mapping[str, Any], i: int, queues: set[str], base: Path) -> Arri
 def scenario_from_dict(
     raw: Mapping[str, Any], *, name: str = "scenario", base: Path | None = None, source: str = ""
 ) -> Scenario:
-    """Validate plain data (a parsed TOML document) into a :class:`Scenario`."""
+    """Validate plain data (a parsed TOML document) into a :class:`Scenario`; every shape
+    mistake is reported at once (:class:`ScenarioModel`), then the references and the
+    distributions are checked."""
     base = base or Path(".")
+    try:
+        ScenarioModel.model_validate(raw)
+    except ValidationError as exc:
+        raise ScenarioError(issues=issues_from_pydantic(exc, model=ScenarioModel)) from None
     _unknown(raw, "scenario", {"simulation", "queues", "agent_groups", "arrivals", "acd", "name"})
     if "simulation" not in raw:
         raise _err("simulation", "missing [simulation] table")
@@ -532,7 +629,10 @@ def scenario_from_dict(
     try:
         acd = AcdConfig.from_dict(table, path="acd")
     except ConfigError as exc:
-        raise ScenarioError(_scenario_path(str(exc), queue_index, group_of)) from exc
+        mapped = [
+            i._replace(path=_scenario_path(i.path, queue_index, group_of)) for i in exc.issues
+        ]
+        raise ScenarioError(issues=list(dict.fromkeys(mapped))) from exc
     return Scenario(
         name=str(raw.get("name", name)),
         simulation=sim,
@@ -550,12 +650,12 @@ def _scenario_path(
     if message.startswith("acd.queues."):
         rest = message.removeprefix("acd.queues.")
         for qname, i in queue_index.items():
-            if rest.startswith(qname + ".") or rest.startswith(qname + ":"):
+            if rest == qname or rest.startswith(qname + "."):
                 return f"queues[{i}]{rest[len(qname) :]}"
     if message.startswith("acd.agents."):
         rest = message.removeprefix("acd.agents.")
         for aid, i in group_of.items():
-            if rest.startswith(aid + ".") or rest.startswith(aid + ":"):
+            if rest == aid or rest.startswith(aid + "."):
                 return f"agent_groups[{i}]{rest[len(aid) :]}"
     return message
 
@@ -599,4 +699,171 @@ def single_queue(
             "arrivals": [arrival],
         },
         name=f"mmn_{agents}",
+    )
+
+
+# --- the file's shape: pydantic models (validation of every shape mistake at once, JSON Schema) --
+
+_DISTRIBUTION = WithJsonSchema(
+    {
+        "anyOf": [{"type": "number", "minimum": 0}, {"type": "object"}],
+        "description": "seconds, or { distribution = ..., mean_seconds = ... } (docs/simulator.md)",
+    }
+)
+DistributionSpec = Annotated[Any, _DISTRIBUTION]
+
+
+class SimulationModel(BaseModel):
+    """``[simulation]``; keys and meaning: :class:`Simulation`."""
+
+    model_config = STRICT
+
+    duration_hours: float = Field(gt=0)
+    warmup_hours: float = Field(default=0.0, ge=0)
+    replications: int = Field(default=10, ge=1)
+    seed: int = Field(default=1, ge=0)
+    service_level_seconds: float = Field(default=20.0, ge=0)
+    interval_minutes: float = Field(default=30.0, gt=0)
+    drain: bool = True
+    max_drain_hours: float = Field(default=48.0, gt=0)
+
+
+class ScenarioQueue(QueueModel):
+    """A ``[[queues]]`` entry: a name and the service's queue keys (``[acd.queues.NAME]``)."""
+
+    name: QueueName
+
+
+class ShiftModel(BaseModel):
+    model_config = STRICT
+
+    start_hours: float = Field(default=0.0, ge=0)
+    end_hours: float | None = Field(default=None, ge=0)
+
+
+class BreakModel(BaseModel):
+    model_config = STRICT
+
+    at_hours: float = Field(ge=0)
+    minutes: float = Field(gt=0)
+    stagger_minutes: float = Field(default=0.0, ge=0)
+
+
+class AgentGroupModel(AgentRouting):
+    """An ``[[agent_groups]]`` entry: ``count`` agents with the routing keys of an ACD agent."""
+
+    count: int = Field(ge=1)
+    shift: ShiftModel | None = None
+    breaks: list[BreakModel] = Field(default=[])
+    ring_no_answer: float = Field(default=0.0, ge=0, lt=1)
+    answer_seconds: DistributionSpec = 0.0
+    rona_ready_seconds: float = Field(default=60.0, gt=0)
+
+
+class CurveModel(BaseModel):
+    model_config = STRICT
+
+    interval_minutes: float = Field(default=30.0, gt=0)
+    rates_per_hour: list[NonNegative]
+
+
+class ArrivalModel(BaseModel):
+    """An ``[[arrivals]]`` entry: exactly one of ``rate_per_hour``, ``curve``, ``replay``."""
+
+    model_config = STRICT
+
+    name: str | None = None
+    queue: str
+    rate_per_hour: float | None = Field(default=None, gt=0)
+    curve: CurveModel | None = None
+    replay: str | None = None
+    handle_time: DistributionSpec
+    patience: DistributionSpec = None
+    ivr_time: DistributionSpec = 0.0
+    skills: Skills = {}
+    priority: int = 0
+
+
+class ScenarioAcd(BaseModel):
+    """A scenario's ``[acd]``: the settings not per queue or agent."""
+
+    model_config = STRICT
+
+    max_overflow_hops: int = Field(default=5, ge=0)
+    agent_defaults: AgentRouting | None = None
+
+
+class ScenarioModel(BaseModel):
+    """A scenario file."""
+
+    model_config = STRICT
+
+    name: str | None = None
+    simulation: SimulationModel
+    queues: Annotated[list[ScenarioQueue], Field(min_length=1)]
+    agent_groups: Annotated[list[AgentGroupModel], Field(min_length=1)]
+    arrivals: Annotated[list[ArrivalModel], Field(min_length=1)]
+    acd: ScenarioAcd | None = None
+
+
+class WorkloadModel(BaseModel):
+    """A workload file for ``hotline sim run SERVICE.toml --workload WORKLOAD.toml``."""
+
+    model_config = STRICT
+
+    name: str | None = None
+    simulation: SimulationModel
+    arrivals: Annotated[list[ArrivalModel], Field(min_length=1)]
+
+
+class ServiceAgent(AgentRouting):
+    """A service configuration's ``[[agents]]`` entry, as the simulator reads it (the login
+    keys are accepted and unused)."""
+
+    id: str
+    password: str = ""
+    extension: str = ""
+
+
+class ServiceShared(BaseModel):
+    """What the simulator takes from a service configuration: ``[acd]`` and ``[[agents]]``.
+    Every other section is the service's business and is ignored here."""
+
+    model_config = ConfigDict(**{**STRICT, "extra": "ignore"})
+
+    acd: AcdModel = AcdModel()
+    agents: list[ServiceAgent] = []
+
+
+def _from_service(
+    shared: ServiceShared, workload: Mapping[str, Any], *, name: str, base: Path, source: str
+) -> Scenario:
+    """A scenario from a service configuration: its queues, its agents (each logged in for the
+    whole run, answering at once) and the workload's simulation and arrivals."""
+    routing = {}
+    for a in shared.agents:
+        given = {k: getattr(a, k) for k in a.model_fields_set if k in AgentRouting.model_fields}
+        given.setdefault("name", a.name or a.id)
+        routing[a.id] = AgentRouting.model_construct(_fields_set=set(given), **given)
+    acd = shared.acd.build(routing)
+    found = acd.issues(path="acd")
+    if found:
+        raise ScenarioError(issues=found, file=source)
+    sim = _simulation(workload["simulation"])
+    queues = set(acd.queues)
+    arrivals = [
+        _arrival(a, i, queues, base)
+        for i, a in enumerate(_list_of_tables(workload, "arrivals", required=True))
+    ]
+    groups = tuple(
+        AgentGroup(name=aid, count=1, ids=(aid,), agent={"groups": list(acd.agents[aid].groups)})
+        for aid in acd.agents
+    )
+    return Scenario(
+        name=str(workload.get("name", name)),
+        simulation=sim,
+        acd=acd,
+        groups=groups,
+        arrivals=tuple(arrivals),
+        source=source,
     )

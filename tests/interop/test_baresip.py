@@ -89,7 +89,7 @@ def test_baresip_registers_with_digest_and_answers(server: Server, tmp_path: Pat
         regs = _wait_registered(server, "bob")
         assert regs, "baresip did not register"
         outcome = server.api("/api/dial", method="POST", body={"agent": "bob", "hold_seconds": 1})
-        assert outcome["outcome"] == "completed", outcome
+        assert outcome["outcome"] == "answered", outcome
     finally:
         phone.terminate()
         out, _ = phone.communicate(timeout=15)
@@ -120,7 +120,7 @@ def test_baresip_echo_test_returns_its_audio(server: Server, tmp_path: Path) -> 
     ended = [
         line
         for line in server.log_lines()
-        if line.get("event") == "call_ended" and line.get("entry") == "echo"
+        if line.get("event") == "sip_call_ended" and line.get("entry") == "echo"
     ]
     assert len(ended) == 1, server.log_path.read_text()[-3000:]
     media = _wait_for_line(server, "call_media", ended[0]["call_id"])

@@ -113,7 +113,7 @@ def test_sipp_uas_plays_an_agent_phone(server: Server, tmp_path: Path) -> None:
         )
     finally:
         thread.join(timeout=60)
-    assert outcome["outcome"] == "completed", outcome
+    assert outcome["outcome"] == "answered", outcome
     assert outcome["agent"] == "alice"
     result = holder["result"]
     assert isinstance(result, SippResult)

@@ -127,7 +127,7 @@ def test_outbound_call_through_trunk_presents_the_trunk_caller_id(tmp_path: Path
         thread.join(timeout=40)
     finally:
         assert server.stop() == 0
-    assert outcome["outcome"] == "completed", outcome
+    assert outcome["outcome"] == "answered", outcome
     assert outcome["caller_id"] == "+18005550100"
     callee = holder["callee"]
     assert (callee.successful, callee.failed) == (1, 0), callee.stdout + callee.errors

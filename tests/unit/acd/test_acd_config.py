@@ -77,7 +77,7 @@ def test_full_example_parses() -> None:
         ),
         (
             {"queues": {"sales": {"skills": {"fr": 11}}}},
-            "acd.queues.sales.skills.fr: expected an integer <= 10",
+            "acd.queues.sales.skills.fr: expected a skill level 1-10, got 11",
         ),
         ({"queues": {"sales": {"when_no_agents": "wait"}}}, "acd.queues.sales.when_no_agents"),
         ({"queues": {"sales": {"colour": "red"}}}, "acd.queues.sales.colour: unknown key"),
@@ -91,7 +91,7 @@ def test_full_example_parses() -> None:
         ),
         (
             {"queues": {"s": {"widening": [{"relax_levels": 1}]}}},
-            "acd.queues.s.widening[0].after_seconds: missing",
+            "acd.queues.s.widening[0].after_seconds: is required",
         ),
         ({"agents": {"a1": {"queues": ["nope"]}}}, "acd.agents.a1.queues.nope: unknown queue"),
         ({"agents": {"a1": {"priority": 11}}}, "acd.agents.a1.priority"),

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from hotline.config import ConfigError, parse_config, validate_sections
+from hotline.config import ConfigError, parse_config
 from ivr.flow import FlowError, IvrConfig, is_open, parse_days, parse_hours, parse_ivr
 
 DEMO = Path(__file__).resolve().parents[3] / "hotline" / "demo.toml"
@@ -405,7 +405,7 @@ def test_branch_comparison_values_are_checked(case: dict[str, Any]) -> None:
 
 def _config_error(text: str) -> ConfigError:
     with pytest.raises(ConfigError) as info:
-        validate_sections(parse_config(text, file="site.toml"))
+        parse_config(text, file="site.toml")
     return info.value
 
 
@@ -414,7 +414,7 @@ def _line_of(text: str, needle: str) -> int:
 
 
 def test_shipped_demo_validates() -> None:
-    validate_sections(parse_config(DEMO.read_text(encoding="utf-8"), file="demo.toml"))
+    assert parse_config(DEMO.read_text(encoding="utf-8"), file="demo.toml").ivr.flows
 
 
 def test_broken_demo_choice_names_file_line_and_node() -> None:

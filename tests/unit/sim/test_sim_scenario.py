@@ -72,7 +72,7 @@ def test_base_builds_engine_config() -> None:
     ("path", "value", "message"),
     [
         ("simulation.duration_hours", -1, r"^simulation\.duration_hours: expected a number > 0"),
-        ("simulation.duration_hours", _DELETE, r"^simulation\.duration_hours: missing"),
+        ("simulation.duration_hours", _DELETE, r"^simulation\.duration_hours: is required"),
         ("simulation.replications", 0, r"^simulation\.replications: expected an integer >= 1"),
         ("simulation.colour", "red", r"^simulation\.colour: unknown key"),
         ("queues.0.name", _DELETE, r"^queues\[0\]\.name"),
@@ -80,10 +80,14 @@ def test_base_builds_engine_config() -> None:
         ("queues.0.strategy", "fastest", r"^queues\[0\]\.strategy: unknown strategy 'fastest'"),
         ("agent_groups.0.count", 0, r"^agent_groups\[0\]\.count: expected an integer >= 1"),
         ("agent_groups.0.queues", ["nope"], r"^agent_groups\[0\]\.queues: unknown queue 'nope'"),
-        ("agent_groups.0.skills", {"fr": 12}, r"^agent_groups\[0\]\.skills\.fr: expected an "),
+        (
+            "agent_groups.0.skills",
+            {"fr": 12},
+            r"^agent_groups\[0\]\.skills\.fr: expected a skill level 1-10, got 12",
+        ),
         ("agent_groups.0.ring_no_answer", 1.5, r"^agent_groups\[0\]\.ring_no_answer: expected a"),
         ("arrivals.0.queue", "support", r"^arrivals\[0\]\.queue: expected one of \['sales'\]"),
-        ("arrivals.0.handle_time", _DELETE, r"^arrivals\[0\]\.handle_time: missing"),
+        ("arrivals.0.handle_time", _DELETE, r"^arrivals\[0\]\.handle_time: is required"),
         (
             "arrivals.0.handle_time",
             {"distribution": "exponential", "mean_seconds": -3},
@@ -118,7 +122,7 @@ def test_curve_errors_name_the_key() -> None:
 def test_file_errors_name_the_file(tmp_path: Path) -> None:
     p = tmp_path / "bad.toml"
     p.write_text("[simulation]\nduration_hours = 'x'\n", encoding="utf-8")
-    with pytest.raises(ScenarioError, match=r"bad\.toml: simulation\.duration_hours"):
+    with pytest.raises(ScenarioError, match=r"bad\.toml:2: simulation\.duration_hours"):
         load_scenario(p)
     p.write_text("[simulation\n", encoding="utf-8")
     with pytest.raises(ScenarioError, match=r"bad\.toml: not valid TOML"):

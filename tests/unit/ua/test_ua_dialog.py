@@ -101,7 +101,7 @@ async def test_bye_from_the_phone_ends_the_session_without_leaks(ua_h: UaHarness
     await ua_h.until(lambda: session.ended.is_set() and probe.finished.is_set())
     await ua_h.settle()
     assert session.state == "ended"
-    assert (session.ended_by, session.cause) == ("remote", "completed")
+    assert (session.ended_by, session.cause) == ("remote", "answered")
     assert ua_h.ua.calls == {}
     counts = ua_h.ua.debug_counts()
     assert counts["rtp_endpoints"] == 0 and counts["gateway_calls"] == 0
