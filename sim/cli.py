@@ -1,4 +1,4 @@
-"""``hotline sim run|compare`` and ``hotline erlang c|a|staff``.
+"""hotline sim run|compare and hotline erlang c|a|staff.
 
     hotline sim run SCENARIO.toml [--replications N] [--seed S] [--json OUT.json] [--plot OUT.png]
     hotline sim compare A.toml B.toml ... [--replications N] [--seed S] [--json OUT] [--plot OUT]
@@ -6,8 +6,8 @@
     hotline erlang a --rate R --aht S --agents N --patience S --target T [--json]
     hotline erlang staff --rate R --aht S --target T --service-level 0.8 [--patience S] [--json]
 
-Rates are calls per hour; AHT, patience and targets in seconds. ``hotline.cli`` registers these
-with :func:`add_commands`; ``python -m sim.cli ...`` runs them stand-alone. Exit codes: 0 done,
+Rates are calls per hour; AHT, patience and targets in seconds. hotline.cli registers these
+with add_commands; python -m sim.cli ... runs them stand-alone. Exit codes: 0 done,
 2 bad input (the message names the option or scenario key).
 """
 
@@ -16,10 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TextIO
+
+from tqdm import tqdm
 
 from sim.erlang import ErlangError, QueueFigures, figures, staff
 from sim.scenario import Scenario, ScenarioError, load_scenario
@@ -30,29 +34,25 @@ _LONG_RUN_CALLS = 2_000_000
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr: redrawn on a tty, a line per step otherwise."""
+    """Progress on stderr: a tqdm bar redrawn on a tty, a plain line per step otherwise."""
 
     def __init__(self, label: str, stream: TextIO, *, tty: bool) -> None:
         self.label = label
         self.stream = stream
         self.tty = tty
         self.started = time.perf_counter()
+        self._bar: tqdm[Any] | None = None
 
     def __call__(self, done: int, total: int) -> None:
-        elapsed = time.perf_counter() - self.started
         if self.tty:
-            width = 30
-            filled = int(width * done / total) if total else width
-            bar = "#" * filled + "-" * (width - filled)
-            eta = elapsed / done * (total - done) if done else 0.0
-            self.stream.write(
-                f"\r{self.label} [{bar}] {done}/{total} replications, {elapsed:.0f} s"
-                f" (eta {eta:.0f} s)"
-            )
+            if self._bar is None:
+                self._bar = tqdm(total=total, desc=self.label, unit="replication", file=self.stream)
+            self._bar.update(done - self._bar.n)
             if done >= total:
-                self.stream.write("\n")
-        else:
-            self.stream.write(f"{self.label}: {done}/{total} replications, {elapsed:.0f} s\n")
+                self._bar.close()
+            return
+        elapsed = time.perf_counter() - self.started
+        self.stream.write(f"{self.label}: {done}/{total} replications, {elapsed:.0f} s\n")
         self.stream.flush()
 
 
@@ -75,8 +75,48 @@ def _write_json(path: str, doc: Any) -> None:
             fh.write(text + "\n")
 
 
+_OUTPUT_OPTIONS = ("json", "plot", "csv")
+"""Options naming a file the command writes after the run: checked before it."""
+
+
+def _check_outputs(args: argparse.Namespace, command: str) -> bool:
+    """Print why an output file could not be written (and return False) before a long run."""
+    for option in _OUTPUT_OPTIONS:
+        path = getattr(args, option, None)
+        if not path or path == "-":
+            continue
+        problem = _unwritable(Path(path))
+        if problem:
+            print(f"{command}: --{option} {path}: {problem}", file=sys.stderr)
+            return False
+    if getattr(args, "plot", None):
+        from sim.report import plots_available
+
+        if not plots_available():
+            print(
+                f"{command}: --plot needs matplotlib, which is not installed: "
+                "pip install 'hotline[plots]'",
+                file=sys.stderr,
+            )
+            return False
+    return True
+
+
+def _unwritable(path: Path) -> str | None:
+    if path.is_dir():
+        return "is a directory"
+    if path.exists():
+        return None if os.access(path, os.W_OK) else "not writable"
+    parent = path.parent
+    if not parent.is_dir():
+        return f"directory {parent} does not exist"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"directory {parent} is not writable"
+    return None
+
+
 def _load(path: str, args: argparse.Namespace) -> Scenario:
-    sc = load_scenario(path)
+    sc = load_scenario(path, workload=getattr(args, "workload", None))
     if args.seed is not None:
         sc = sc.with_seed(args.seed)
     if args.replications is not None:
@@ -92,6 +132,8 @@ def _sim_run(args: argparse.Namespace) -> int:
         sc = _load(args.scenario, args)
     except ScenarioError as exc:
         print(f"hotline sim: {exc}", file=sys.stderr)
+        return 2
+    if not _check_outputs(args, "hotline sim run"):
         return 2
     reps = sc.simulation.replications
     result = simulate(sc, progress=_progress(sc.name, [sc], reps, args.quiet))
@@ -112,6 +154,8 @@ def _sim_compare(args: argparse.Namespace) -> int:
 
     if len(args.scenarios) < 2:
         print("hotline sim compare: give at least two scenario files", file=sys.stderr)
+        return 2
+    if not _check_outputs(args, "hotline sim compare"):
         return 2
     try:
         scenarios = [load_scenario(p) for p in args.scenarios]
@@ -195,6 +239,13 @@ def _erlang(args: argparse.Namespace) -> int:
 
 
 def _erlang_staff(args: argparse.Namespace) -> int:
+    if args.max_abandon is not None and args.patience is None:
+        print(
+            "hotline erlang staff: --max-abandon needs --patience (mean patience, seconds): "
+            "abandonment exists only in Erlang A",
+            file=sys.stderr,
+        )
+        return 2
     try:
         s = staff(
             rate_per_hour=args.rate,
@@ -257,15 +308,21 @@ def _positive_int(text: str) -> int:
 
 
 def add_commands(subparsers: Any) -> None:
-    """Register ``sim`` (``run``, ``compare``) and ``erlang`` (``c``, ``a``, ``staff``) on an
-    ``argparse`` subparsers object; each leaf sets ``func`` returning an exit code."""
+    """Register sim (run, compare) and erlang (c, a, staff) on an argparse subparsers
+    object; each leaf sets func returning an exit code."""
     sim = subparsers.add_parser("sim", help="simulate scenarios on the real ACD engine")
     sim_sub = sim.add_subparsers(dest="sim_command", required=True)
 
     run = sim_sub.add_parser("run", help="simulate one scenario (docs/simulator.md)")
     run.add_argument("scenario", metavar="SCENARIO.toml")
+    run.add_argument(
+        "--workload",
+        metavar="WORKLOAD.toml",
+        help="callers to simulate ([simulation], [[arrivals]]) when SCENARIO.toml is the "
+        "service's configuration (docs/simulator.md)",
+    )
     compare = sim_sub.add_parser(
-        "compare", help="the same callers through several scenarios; paired differences"
+        "compare", help="several scenarios on the same seed; paired differences"
     )
     compare.add_argument("scenarios", metavar="SCENARIO.toml", nargs="+")
     for p in (run, compare):
@@ -304,7 +361,9 @@ def add_commands(subparsers: Any) -> None:
     st.add_argument("--service-level", type=_positive_float, default=None, help="share, e.g. 0.8")
     st.add_argument("--asa", type=_positive_float, default=None, help="ASA goal, seconds")
     st.add_argument("--max-occupancy", type=_positive_float, default=None, help="share")
-    st.add_argument("--max-abandon", type=_positive_float, default=None, help="share (Erlang A)")
+    st.add_argument(
+        "--max-abandon", type=_positive_float, default=None, help="share (needs --patience)"
+    )
     st.add_argument("--patience", type=_positive_float, default=None, help="use Erlang A")
     st.add_argument("--shrinkage", type=_positive_float, default=0.0, help="share, e.g. 0.3")
     st.add_argument("--json", action="store_true", help="print JSON")

@@ -1,4 +1,5 @@
-"""Reports: JSON documents, readable tables and plots (matplotlib, Agg backend).
+"""Reports: JSON documents, readable tables and plots (matplotlib, Agg backend; optional extra
+``hotline[plots]``, imported only when a plot is drawn).
 
 The JSON of ``hotline sim run`` (docs/simulator.md has the field list)::
 
@@ -13,6 +14,7 @@ The JSON of ``hotline sim run`` (docs/simulator.md has the field list)::
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from sim.run import Comparison, SimulationResult
+from sim.scenario import ArrivalSource
 from sim.stats import ANSWERED, FIGURES, OUTCOMES, UNFINISHED, Estimate, RunResult
 
 
@@ -94,13 +97,62 @@ def result_json(result: SimulationResult) -> dict[str, Any]:
     }
 
 
+def _arrival_key(a: ArrivalSource) -> tuple[Any, ...]:
+    return (a.name, a.queue, a.rate_per_hour, a.curve, a.replay, dict(a.skills), a.priority)
+
+
+def _workload_aspects(base: SimulationResult, other: SimulationResult) -> list[str]:
+    """What of the callers differs between two runs: their arrivals (sources, rates, queues,
+    skills, duration), handle times, patience, IVR times, seed or number of replications."""
+    a, b = base.scenario, other.scenario
+    sa, sb = a.simulation, b.simulation
+    out: list[str] = []
+    same_sources = len(a.arrivals) == len(b.arrivals)
+    if (
+        not same_sources
+        or [_arrival_key(x) for x in a.arrivals] != [_arrival_key(y) for y in b.arrivals]
+        or (sa.duration_hours, sa.warmup_hours) != (sb.duration_hours, sb.warmup_hours)
+    ):
+        out.append("arrivals")
+    for aspect, attr in (
+        ("handle times", "handle"),
+        ("patience", "patience"),
+        ("IVR times", "ivr"),
+    ):
+        if not same_sources or any(
+            getattr(x, attr) != getattr(y, attr)
+            for x, y in zip(a.arrivals, b.arrivals, strict=True)
+        ):
+            out.append(aspect)
+    if sa.seed != sb.seed:
+        out.append("seeds")
+    if len(base.runs) != len(other.runs):
+        out.append("replications")
+    return out
+
+
+def workload_differences(cmp: Comparison) -> dict[str, list[str]]:
+    """Scenario name -> what of its callers differs from the baseline's (only those that do).
+    Empty: every scenario saw exactly the same callers."""
+    base = cmp.results[0]
+    out = {}
+    for res in cmp.results[1:]:
+        aspects = _workload_aspects(base, res)
+        if aspects:
+            out[res.scenario.name] = aspects
+    return out
+
+
 def comparison_json(cmp: Comparison) -> dict[str, Any]:
     names = [r.scenario.name for r in cmp.results]
+    differ = workload_differences(cmp)
     return {
         "scenarios": names,
         "baseline": names[0],
         "replications": len(cmp.results[0].runs),
         "seed": cmp.results[0].scenario.simulation.seed,
+        "same_callers": not differ,
+        "workload_differences": differ,
         "figures": {
             r.scenario.name: {
                 "all": _est_dict(r.figures["all"]),
@@ -192,11 +244,22 @@ def result_text(result: SimulationResult) -> str:
 
 def comparison_text(cmp: Comparison) -> str:
     base = cmp.results[0].scenario.name
-    lines = [
-        f"{len(cmp.results[0].runs)} replications, the same callers through every scenario "
-        f"(seed {cmp.results[0].scenario.simulation.seed}); differences are paired, vs {base};",
-        "* marks a difference whose 95 % interval excludes 0",
-    ]
+    reps = len(cmp.results[0].runs)
+    seed = cmp.results[0].scenario.simulation.seed
+    differ = workload_differences(cmp)
+    if not differ:
+        lines = [
+            f"{reps} replications, the same callers through every scenario (seed {seed}); "
+            f"differences are paired, vs {base};"
+        ]
+    else:
+        what = "; ".join(f"{name}: {', '.join(aspects)}" for name, aspects in differ.items())
+        lines = [
+            f"{reps} replications (seed {seed}); the workloads differ from {base}'s ({what}),",
+            "so the callers are not the same and the differences mix routing with workload;",
+            f"differences are paired replication by replication, vs {base};",
+        ]
+    lines.append("* marks a difference whose 95 % interval excludes 0")
     for res, diff in zip(cmp.results, cmp.differences, strict=True):
         lines.append("")
         lines.append(f"{res.scenario.name}")
@@ -209,6 +272,14 @@ def comparison_text(cmp: Comparison) -> str:
 
 
 # --- plots ---------------------------------------------------------------------------------
+
+
+def plots_available() -> bool:
+    """Whether matplotlib (the ``plots`` extra) is installed."""
+    try:
+        return importlib.util.find_spec("matplotlib") is not None
+    except ValueError:  # a half-imported or blocked module
+        return False
 
 
 def _pyplot() -> Any:
@@ -316,7 +387,8 @@ def plot_comparison(cmp: Comparison, path: str) -> None:
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(np.arange(len(names)), names)
     ax.set_ylabel("difference (percentage points), 95 % CI")
-    ax.set_title("Paired differences (same callers)")
+    same = not workload_differences(cmp)
+    ax.set_title("Paired differences" + (" (same callers)" if same else " (workloads differ)"))
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from sim.cli import add_commands, main
+from sim.cli import ProgressBar, add_commands, main
 
 EXAMPLES = Path(__file__).parents[3] / "examples" / "scenarios"
 
@@ -33,18 +36,22 @@ queues = ["sales"]
 [[arrivals]]
 name = "callers"
 queue = "sales"
-rate_per_hour = 60
-handle_time = {{ distribution = "exponential", mean_seconds = 180 }}
+rate_per_hour = {rate}
+handle_time = {{ distribution = "exponential", mean_seconds = {aht} }}
 patience = {{ distribution = "exponential", mean_seconds = 120 }}
 """
+
+
+def _small(strategy: str, *, rate: float = 60, aht: float = 180) -> str:
+    return _SMALL.format(strategy=strategy, rate=rate, aht=aht)
 
 
 @pytest.fixture
 def scenarios(tmp_path: Path) -> tuple[Path, Path]:
     a = tmp_path / "a.toml"
     b = tmp_path / "b.toml"
-    a.write_text(_SMALL.format(strategy="longest-idle"), encoding="utf-8")
-    b.write_text(_SMALL.format(strategy="random"), encoding="utf-8")
+    a.write_text(_small("longest-idle"), encoding="utf-8")
+    b.write_text(_small("random"), encoding="utf-8")
     return a, b
 
 
@@ -179,7 +186,7 @@ def test_sim_compare(
     )
     assert code == 0
     text = capsys.readouterr().out
-    assert "paired" in text
+    assert "paired" in text and "the same callers through every scenario" in text
     doc = json.loads(out_json.read_text(encoding="utf-8"))
     names = doc["scenarios"]
     assert len(names) == 2 and names[0] != names[1]  # same file stem "a"/"b"
@@ -190,7 +197,7 @@ def test_sim_compare(
 
 def test_sim_errors_name_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.toml"
-    bad.write_text(_SMALL.format(strategy="fastest"), encoding="utf-8")
+    bad.write_text(_small("fastest"), encoding="utf-8")
     assert main(["sim", "run", str(bad)]) == 2
     assert "queues[0].strategy: unknown strategy 'fastest'" in capsys.readouterr().err
     assert main(["sim", "compare", str(bad)]) == 2
@@ -200,3 +207,100 @@ def test_example_runs_from_the_command_line(capsys: pytest.CaptureFixture[str]) 
     code = main(["sim", "run", str(EXAMPLES / "single_queue.toml"), "--replications", "2"])
     assert code == 0
     assert "queue sales" in capsys.readouterr().out
+
+
+def test_erlang_staff_max_abandon_needs_patience(capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["erlang", "staff", "--rate", "200", "--aht", "180", "--max-abandon", "0.05"]
+    assert main(base) == 2
+    captured = capsys.readouterr()
+    assert "--max-abandon needs --patience" in captured.err and captured.out == ""
+    assert main([*base, "--patience", "120"]) == 0
+    out = capsys.readouterr().out
+    assert "Erlang A" in out and "abandonment <= 5 %" in out
+
+
+@pytest.mark.parametrize("option", ["--plot", "--json"])
+@pytest.mark.parametrize("command", ["run", "compare"])
+def test_unwritable_output_fails_before_the_run(
+    option: str,
+    command: str,
+    scenarios: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    files = [str(scenarios[0])] if command == "run" else [str(s) for s in scenarios]
+    bad = tmp_path / "missing" / "out.file"
+    started = time.perf_counter()
+    code = main(["sim", command, *files, "--replications", "50", option, str(bad)])
+    elapsed = time.perf_counter() - started
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err.strip() == (
+        f"hotline sim {command}: {option} {bad}: directory {bad.parent} does not exist"
+    )
+    assert captured.out == ""  # nothing was simulated
+    assert elapsed < 1.0
+    assert main(["sim", command, *files, option, str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_plot_without_matplotlib_fails_at_once(
+    scenarios: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    code = main(["sim", "run", str(scenarios[0]), "--plot", str(tmp_path / "out.png")])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert "hotline[plots]" in captured.err and "matplotlib" in captured.err
+    assert not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("rate", "aht", "aspect"), [(90, 180, "arrivals"), (60, 240, "handle times")]
+)
+def test_compare_says_when_the_workloads_differ(
+    rate: float,
+    aht: float,
+    aspect: str,
+    scenarios: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    other = tmp_path / "busier.toml"
+    other.write_text(_small("random", rate=rate, aht=aht), encoding="utf-8")
+    out_json = tmp_path / "cmp.json"
+    code = main(
+        ["sim", "compare", str(scenarios[0]), str(other), "--replications", "2", "--json",
+         str(out_json)]
+    )  # fmt: skip
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "the same callers" not in text
+    assert "the workloads differ" in text and f"busier: {aspect}" in text
+    doc = json.loads(out_json.read_text(encoding="utf-8"))
+    assert doc["same_callers"] is False
+    assert doc["workload_differences"] == {"busier": [aspect]}
+
+
+def test_progress_redrawn_on_a_tty_and_a_line_per_step_off_it() -> None:
+    tty = io.StringIO()
+    bar = ProgressBar("day", tty, tty=True)
+    for done in (1, 2, 3):
+        bar(done, 3)
+    drawn = tty.getvalue()
+    assert "\r" in drawn and "day" in drawn and "3/3" in drawn
+    assert drawn.count("\n") <= 1  # redrawn in place, not a line per step
+
+    log = io.StringIO()
+    bar = ProgressBar("day", log, tty=False)
+    for done in (1, 2, 3):
+        bar(done, 3)
+    lines = log.getvalue().splitlines()
+    assert [line.split(",")[0] for line in lines] == [
+        "day: 1/3 replications",
+        "day: 2/3 replications",
+        "day: 3/3 replications",
+    ]
