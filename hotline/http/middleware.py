@@ -115,7 +115,8 @@ def _validation_details(exc: ValidationError) -> list[dict[str, str]]:
     return [
         {
             "path": ".".join(str(part) for part in e["loc"]),
-            "reason": e["msg"],
+            # a model validator's ValueError reads "Value error, <our text>": keep our text
+            "reason": e["msg"].removeprefix("Value error, "),
             "type": e["type"],
         }
         for e in exc.errors(include_url=False, include_input=False)
