@@ -11,6 +11,8 @@ Usage (the same in the live service and in the simulator)::
     engine.drain_log()                # append-only LogRecords since the last drain
     engine.explain(CallId("c1"))      # routing.explain.Explanation
     engine.snapshot()                 # plain dict for the wallboard
+    engine.queue_status("sales")      # acd.model.QueueStatus (typed: waiting, routable, ewt ...)
+    engine.agent_status("a1")         # acd.model.AgentStatusView (state word, reason, since ...)
 
 ``handle`` first fires every timer due at or before the event's ``at`` (instant by instant: all
 timers of one instant fire, then the engine settles, so an agent freed at ``t`` sees every call
@@ -111,17 +113,20 @@ from acd.model import (
     AgentId,
     AgentState,
     AgentStatus,
+    AgentStatusView,
     CallId,
     CallKind,
     CallState,
     LogKind,
     LogRecord,
+    QueueStatus,
 )
+from acd.widening import describe_step, members, next_step_at, relax_for, step_for
 from routing.explain import Considered, Explanation
 from routing.index import SortedIndex
+from routing.member import MemberInfo
 from routing.skills import meets, merge_requirements, shortfall
-from routing.strategy import Candidate, RoutingMemory, Strategy, make_strategy
-from routing.widening import MemberInfo, describe_step, members, next_step_at, relax_for, step_for
+from routing.strategy import Candidate, RoutingMemory, Strategy, make_strategy, qualified
 
 _AVAILABLE = AgentStatus.AVAILABLE
 _LOGGED_OUT = AgentStatus.LOGGED_OUT
@@ -178,6 +183,7 @@ class _Agent:
         "order",
         "priority",
         "reason",
+        "since",
         "skills",
         "state",
         "status",
@@ -194,6 +200,8 @@ class _Agent:
         self.status = _LOGGED_OUT
         self.state = _IDLE
         self.reason: str | None = None
+        self.since = now
+        """When the agent's ``AgentStatusView.state`` word (or pause reason) last changed."""
         self.idle_since = now
         self.calls_taken = 0
         self.talk_time = 0.0
@@ -304,9 +312,7 @@ class _Queue:
         "members",
         "memory",
         "name",
-        "pick",
         "ring_one",
-        "rotates",
         "staffed",
         "strategy",
         "takes_first",
@@ -322,8 +328,6 @@ class _Queue:
         self.memory = RoutingMemory()
         self.takes_first = False
         self.ring_one = False
-        self.rotates = False
-        self.pick: Any = None
         self.set_strategy(self.strategy)
         self.members: dict[str, MemberInfo] = {}
         self.index = SortedIndex()
@@ -334,15 +338,12 @@ class _Queue:
         self.draining = False
 
     def set_strategy(self, strategy: Strategy) -> None:
+        """Attach ``strategy`` (see ``routing.strategy`` for the members the engine calls); its
+        flags are copied into slots because the engine reads them on every decision."""
         self.strategy = strategy
-        self.takes_first = bool(getattr(strategy, "takes_first", False))
-        self.ring_one = bool(getattr(strategy, "ring_one", False))
-        self.rotates = bool(getattr(strategy, "rotates", False))
-        # a ring-one strategy's ``pick`` searches the index itself (see routing.strategies)
-        bind = getattr(strategy, "bind_queue", None)
-        if bind is not None:
-            bind(self.cfg.skills)
-        self.pick = getattr(strategy, "pick", None) if self.ring_one else None
+        self.ring_one = strategy.ring_one
+        self.takes_first = strategy.ring_one and strategy.takes_first
+        strategy.bind_queue(self.cfg.skills)
 
 
 class AcdEngine:
@@ -420,18 +421,7 @@ class AcdEngine:
         if at > self._now:
             self._now = at
         self._handlers[type(event)](event)
-        pulls = self._pulls
-        pushes = self._pushes
-        if pulls or pushes or self._announce:
-            # _settle's commonest step inlined (one arrival, or one agent freed); _settle then
-            # carries on from the same lists, so the order is the same either way
-            if not self._announce:
-                if not pushes and len(pulls) == 1:
-                    self._pull(pulls.pop())
-                elif not pulls and len(pushes) == 1:
-                    self._push(pushes.pop())
-            if pulls or pushes or self._announce:
-                self._settle()
+        self._settle()
         if timers and timers[0][0] <= self._now:
             self._run_timers(self._now)  # timers that fell due during this event (e.g. max wait)
         return actions
@@ -526,12 +516,16 @@ class AcdEngine:
         if q.ring_one and q.takes_first:
             first = self._first_qualified(q, probe)
             return [AgentId(first.id)] if first is not None else []
-        if q.rotates:
-            pick = self._rotating_pick(q, probe, q.memory.last_key)
-            return [AgentId(pick[1].id)] if pick is not None else []
-        if q.pick is not None:
-            a = q.pick(
-                probe, q.index.items, q.members, self._agents, step=probe.step, now=self._now
+        if q.ring_one:
+            a = q.strategy.pick(
+                probe,
+                q.index.items,
+                q.members,
+                self._agents,
+                step=probe.step,
+                now=self._now,
+                rng=self._dry_rng,
+                memory=RoutingMemory(last_key=q.memory.last_key),
             )
             return [AgentId(a.id)] if a is not None else []
         chosen = q.strategy.choose(
@@ -642,6 +636,39 @@ class AcdEngine:
             for aid, a in self._agents.items()
         }
         return {"at": now, "version": self.version, "queues": queues, "agents": agents}
+
+    def queue_status(self, queue: str) -> QueueStatus:
+        """The queue now, typed (see :class:`acd.model.QueueStatus`); KeyError if unknown. Costs
+        O(waiting calls) for ``longest_wait`` (calls wait in priority order, not join order)."""
+        q = self._queues[queue]
+        now = self._now
+        calls = self._calls
+        longest = max((now - calls[e[3]].joined_at for e in q.waiting), default=0.0)
+        n = len(q.waiting)
+        return QueueStatus(
+            queue=q.name,
+            waiting=n,
+            routable=len(q.index),
+            logged_in=q.logged_in,
+            longest_wait=max(0.0, longest),
+            ewt_seconds=self._ewt(q, n + 1),
+        )
+
+    def agent_status(self, agent_id: str) -> AgentStatusView:
+        """The agent now, typed (see :class:`acd.model.AgentStatusView`); KeyError if unknown."""
+        a = self._agents[agent_id]
+        st = a.state
+        word: Any = _STATUS_LABEL[a.status] if st is _IDLE else _STATE_LABEL[st]
+        return AgentStatusView(
+            agent_id=a.id,
+            state=word,
+            reason=(a.reason or "") if a.status is _PAUSED else "",
+            since=a.since,
+            call_id=a.call.id if a.call is not None else "",
+            queues=tuple(qname for qname, _ in a.memberships),
+            routable=self._is_routable(a),
+            misses=a.misses,
+        )
 
     def check_invariants(self) -> None:
         """Assert the engine's internal consistency (used by tests; O(everything))."""
@@ -785,7 +812,10 @@ class AcdEngine:
         del offers[aid]
         waiting = q.waiting
         entry = c.entry
-        if waiting[0] is entry:  # usually the first waiting call (bisect_remove, inlined)
+        # bisect_remove inlined with a fast path, like _set_state below and _unindex in _reserve:
+        # kept, calling them cost 3.0 % / 4.1 % more CPU in bench.sim (single / multi-skill, best
+        # of 12 alternating runs, 2026-12-06; noise about 3 %)
+        if waiting[0] is entry:  # usually the first waiting call
             del waiting[0]
         else:
             i = bisect.bisect_left(waiting, entry)
@@ -798,9 +828,10 @@ class AcdEngine:
         a.offer_gen += 1
         a.misses = 0
         a.calls_taken += 1
-        if a.state is _IDLE:  # _set_state(a, _ON_CALL), inlined
+        if a.state is _IDLE:  # _set_state(a, _ON_CALL), inlined (kept: see above)
             a.busy_since = now
         a.state = _ON_CALL
+        a.since = now
         self._actions.append(_new(BridgeCall, (c.id, aid, q.name)))
         if self._record:
             self._emit(
@@ -860,6 +891,8 @@ class AcdEngine:
 
     def _set_status(self, a: _Agent, status: AgentStatus, reason: str | None) -> None:
         old = a.status
+        if a.state is _IDLE and (old is not status or reason != a.reason):
+            a.since = self._now  # the state word is the status while idle
         if old is not status:
             now = self._now
             if status is _LOGGED_OUT:
@@ -891,6 +924,8 @@ class AcdEngine:
             a.busy_since = self._now
         elif old is not _IDLE and state is _IDLE:
             a.busy_total += self._now - a.busy_since
+        if old is not state:
+            a.since = self._now
         a.state = state
 
     def _label(self, a: _Agent) -> None:
@@ -910,7 +945,7 @@ class AcdEngine:
             and a.state is _IDLE
             and a.not_before <= self._now
             and bool(a.memberships)
-        )  # _is_routable, inlined
+        )  # _is_routable, inlined (kept with SortedIndex.add below)
         if routable and not a.keys:
             queues = self._queues
             keys = a.keys
@@ -918,7 +953,10 @@ class AcdEngine:
             for qname, m in a.memberships:
                 q = queues[qname]
                 key = q.strategy.key(a, m)
-                items = q.index.items  # SortedIndex.add, inlined
+                # SortedIndex.add inlined with a fast path: kept, calling it (and _is_routable)
+                # cost 0.4 % / 1.5 % CPU in bench.sim (single / multi-skill), and with the other
+                # copies replaced by calls the total came to 3-5 % (2026-12-06, docs/benchmarks.md)
+                items = q.index.items
                 item = (key, aid)
                 if not items or items[-1] < item:  # usually last (e.g. longest idle)
                     items.append(item)
@@ -1057,14 +1095,8 @@ class AcdEngine:
         c.expired = False
         c.gen += 1
         cfg = q.cfg
-        # _set_call_targets, inlined
-        c.required = merge_requirements(cfg.skills, c.call_skills) if c.call_skills else cfg.skills
-        if cfg.widening:
-            c.step = step_for(cfg, now - c.joined_at)
-            c.relax = relax_for(cfg, c.step)
-        else:
-            c.step = c.relax = 0
-        entry = c.entry = (-(c.base_priority + cfg.priority), c.enqueued_at, c.seq, c.id)
+        self._set_call_targets(c, q)
+        entry = c.entry
         waiting = q.waiting
         if not waiting or waiting[-1] < entry:  # usually last (entries are unique: seq)
             waiting.append(entry)
@@ -1172,9 +1204,10 @@ class AcdEngine:
             if self._record:  # labels only de-duplicate log records
                 self._label(a)
         else:
-            if a.state is not _IDLE:  # _set_state(a, _IDLE), inlined
+            if a.state is not _IDLE:  # _set_state(a, _IDLE), inlined (kept: see _on_answered)
                 a.busy_total += now - a.busy_since
                 a.state = _IDLE
+                a.since = now
             a.idle_since = now
             if self._record:  # labels only de-duplicate log records
                 self._label(a)
@@ -1200,19 +1233,7 @@ class AcdEngine:
     # --- routing ---------------------------------------------------------------------------------
 
     def _candidates(self, q: _Queue, c: _Call | _Probe) -> Iterator[Candidate]:
-        agents = self._agents
-        members = q.members
-        required = c.required
-        relax = c.relax
-        step = c.step
-        for _, aid in q.index:
-            m = members[aid]
-            if m.step > step:
-                continue
-            a = agents[aid]
-            if required and not meets(a.skills, required, relax):
-                continue
-            yield a, m
+        return qualified(c, q.index.items, q.members, self._agents, c.step)
 
     def _push(self, c: _Call) -> None:
         """Offer a call that wants agents to the agents its strategy picks."""
@@ -1225,7 +1246,11 @@ class AcdEngine:
         if not q.index.items:
             return
         if q.ring_one and q.takes_first:
-            # _first_qualified, inlined (the hot path of every arrival)
+            # The strategy's ``pick`` (the first qualified entry, routing.strategy.qualified and
+            # meets), inlined: the hot path of every arrival. Kept because it still pays on the
+            # compiled core: calling ``q.strategy.pick`` here and ``meets`` in ``_pull`` instead
+            # cost 8.0 % (single queue) / 9.5 % (multi-skill) more CPU in bench.sim, best of 5
+            # alternating runs, 2026-12-06; noise about 3 % (docs/benchmarks.md).
             members = q.members
             agents = self._agents
             required = c.required
@@ -1237,7 +1262,7 @@ class AcdEngine:
                 a = agents[aid]
                 if required:
                     have = a.skills
-                    for skill, level in required.items():  # meets(), inlined
+                    for skill, level in required.items():  # meets(), inlined: see above
                         if have.get(skill, 0) < level - relax:
                             break
                     else:
@@ -1247,14 +1272,17 @@ class AcdEngine:
                 self._reserve(c, a)
                 return
             return
-        if q.rotates:
-            pick = self._rotating_pick(q, c, q.memory.last_key)
-            if pick is not None:
-                q.memory.last_key = pick[0]
-                self._reserve(c, pick[1])
-            return
-        if q.pick is not None:
-            picked = q.pick(c, q.index.items, q.members, self._agents, step=c.step, now=self._now)
+        if q.ring_one:
+            picked = q.strategy.pick(
+                c,
+                q.index.items,
+                q.members,
+                self._agents,
+                step=c.step,
+                now=self._now,
+                rng=self._rng,
+                memory=q.memory,
+            )
             if picked is not None:
                 self._reserve(c, self._agents[picked.id])
             return
@@ -1268,61 +1296,23 @@ class AcdEngine:
             self._reserve(c, agents[chosen_agent.id])
 
     def _first_qualified(self, q: _Queue, c: _Call | _Probe) -> _Agent | None:
-        """The inlined decision of an ordered ring-one strategy: the first qualified routable
-        member in the index (same result as ``choose(..., want=1)``, without the generator)."""
+        """``pick`` of a ``takes_first`` strategy (the first qualified routable member in the
+        index), as :meth:`_push` inlines it, for :meth:`decide`. Kept: ``decide`` through
+        ``q.strategy.pick`` instead measured p50 1.2 -> 2.4 us per decision in bench.routing
+        (longest-idle, 10,000 agents, compiled, 2026-12-06)."""
         members = q.members
         agents = self._agents
         required = c.required
         relax = c.relax
         step = c.step
-        for _, aid in q.index:
-            m = members[aid]
-            if m.step > step:
+        for _, aid in q.index.items:
+            if members[aid].step > step:
                 continue
             a = agents[aid]
             if required and not meets(a.skills, required, relax):
                 continue
             return a
         return None
-
-    def _rotating_pick(
-        self, q: _Queue, c: _Call | _Probe, last: tuple[float, ...] | None
-    ) -> tuple[tuple[float, ...], _Agent] | None:
-        """Round robin inlined: in the lowest penalty tier with a qualified member, the first one
-        after ``last`` in key order, else the tier's first (same result as
-        ``RoundRobin.choose``), found by binary search instead of a scan of the tier."""
-        items = q.index.items
-        members = q.members
-        agents = self._agents
-        required = c.required
-        relax = c.relax
-        step = c.step
-
-        def first_from(i: int, penalty: float | None) -> tuple[tuple[float, ...], _Agent] | None:
-            n = len(items)
-            while i < n:
-                key, aid = items[i]
-                i += 1
-                if penalty is not None and key[0] != penalty:
-                    return None
-                m = members[aid]
-                if m.step > step:
-                    continue
-                a = agents[aid]
-                if required and not meets(a.skills, required, relax):
-                    continue
-                return key, a
-            return None
-
-        head = first_from(0, None)
-        if head is None or last is None:
-            return head
-        tier = head[0][0]
-        start = bisect.bisect_right(items, (last, "\U0010ffff"))
-        if start < len(items) and items[start][0][0] < tier:
-            start = bisect.bisect_left(items, ((tier,), ""))
-        after = first_from(start, tier)
-        return after if after is not None else head
 
     def _pull(self, a: _Agent) -> None:
         """A newly routable agent takes the first call, across its queues, it qualifies for."""
@@ -1331,7 +1321,7 @@ class AcdEngine:
             or a.status is not _AVAILABLE
             or a.state is not _IDLE
             or a.not_before > self._now
-        ):  # not indexed or not routable (_is_routable, inlined)
+        ):  # not indexed or not routable (_is_routable, inlined: kept, see _after_agent_change)
             return
         best: _Call | None = None
         best_entry: Entry | None = None
@@ -1349,9 +1339,10 @@ class AcdEngine:
                     continue
                 required = c.required
                 if required:
+                    # meets(), inlined: kept with _push's inlined pick (8-9.5 % in bench.sim)
                     relax = c.relax
                     unmet = False
-                    for skill, level in required.items():  # meets(), inlined
+                    for skill, level in required.items():
                         if skills.get(skill, 0) < level - relax:
                             unmet = True
                             break
@@ -1368,7 +1359,8 @@ class AcdEngine:
         assert a.keys and a.call is None and c.state is _WAITING, f"{a.id} cannot take {c.id}"
         q = c.q
         assert q is not None
-        # _unindex and _set_state(a, _RESERVED), inlined (hot path)
+        # _unindex (with a fast path) and _set_state(a, _RESERVED), inlined: kept, see
+        # _on_answered (3.0 % / 4.1 % in bench.sim)
         queues = self._queues
         aid = a.id
         for qname, key in a.keys.items():
@@ -1384,6 +1376,7 @@ class AcdEngine:
         if a.state is _IDLE:
             a.busy_since = now
         a.state = _RESERVED
+        a.since = now
         a.call = c
         gen = a.offer_gen = a.offer_gen + 1
         ring = q.cfg.ring_timeout
@@ -1427,11 +1420,16 @@ class AcdEngine:
             return
         if not c.offers:
             pos = bisect.bisect_left(q.waiting, c.entry) + 1
-            ewt = pos * q.aht / max(1, q.staffed)
+            ewt = self._ewt(q, pos)
             self._actions.append(
                 AnnouncePosition(call_id=CallId(c.id), queue=q.name, position=pos, ewt_seconds=ewt)
             )
         self._timer(self._now + every, _K_ANNOUNCE, c, c.gen)
+
+    def _ewt(self, q: _Queue, position: int) -> float:
+        """Expected wait of the call at ``position`` (1 = next) in ``q``: the module docstring's
+        EWT, shared by announcements and :meth:`queue_status`."""
+        return position * q.aht / max(1, q.staffed)
 
     def _ineligible_reason(self, a: _Agent, m: MemberInfo, c: _Call) -> str | None:
         if a.status is _LOGGED_OUT:

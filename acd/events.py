@@ -65,7 +65,13 @@ class CallEnded(NamedTuple):
 
 
 class AgentLoggedIn(NamedTuple):
-    """An agent logged in; they become available unless ``paused_reason`` is given."""
+    """An agent logged in; they become available unless ``paused_reason`` is given.
+
+    For an agent already logged in it changes nothing, and in particular it does **not** clear a
+    pause, the engine's automatic ``"rona"`` pause included. The live service sends it when the
+    agent's phone registers, and a phone re-registers routinely (registration refresh, a network
+    blip, a reboot) without anyone at the desk; the automatic pause exists precisely because a
+    registered phone rang unanswered ``max_misses`` times. The way back is :class:`AgentReady`."""
 
     at: float
     agent_id: str
@@ -81,8 +87,13 @@ class AgentLoggedOut(NamedTuple):
 
 
 class AgentReady(NamedTuple):
-    """An agent made themselves available (after a pause, or to end an auto-pause).
-    Resets the missed-offer counter."""
+    """An agent (or a supervisor for them) made themselves available: the "ready" button.
+
+    It ends any pause, the engine's automatic ``"rona"`` pause (``PauseAgent`` after
+    ``max_misses`` unanswered offers) included, and resets the missed-offer counter; the agent
+    is routable at once (unless busy: then from the end of the call or wrap-up) and is offered
+    the first waiting call they qualify for, across their queues, in the same ``handle``. Ignored
+    for a logged-out agent (log in with :class:`AgentLoggedIn`)."""
 
     at: float
     agent_id: str

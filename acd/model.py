@@ -150,3 +150,49 @@ class LogRecord(NamedTuple):
             queue=row.get("queue"),
             data=dict(row.get("data") or {}),
         )
+
+
+AgentWord = Literal["logged_out", "idle", "paused", "reserved", "on_call", "wrap_up"]
+"""One word for an agent's situation, the same as the ``agent_state`` log records': the agent
+state when not idle (``reserved`` while an offer rings), else the status (``idle`` means
+available: ready for calls)."""
+
+
+class QueueStatus(NamedTuple):
+    """One queue as :meth:`acd.engine.AcdEngine.queue_status` sees it now: a typed read for the
+    composition root and wallboards (instead of the string keys of ``snapshot()``)."""
+
+    queue: str
+    waiting: int
+    """Calls waiting (ringing ones included: they keep their place)."""
+    routable: int
+    """Logged-in, ready agents able to take this queue's calls now (available, idle, no
+    reject/busy/no-answer delay running)."""
+    logged_in: int
+    """Members (direct or through groups) who are logged in, whatever their state."""
+    longest_wait: float
+    """Seconds the oldest waiting call has waited in this queue; 0 when none waits."""
+    ewt_seconds: float
+    """The engine's expected wait for a call joining now: the computation behind
+    ``AnnouncePosition.ewt_seconds`` at position ``waiting + 1``."""
+
+
+class AgentStatusView(NamedTuple):
+    """One agent as :meth:`acd.engine.AcdEngine.agent_status` sees it now (named apart from the
+    :class:`AgentStatus` enum, the person's status, which is one input of ``state``)."""
+
+    agent_id: str
+    state: AgentWord
+    reason: str
+    """The pause reason while paused (also while a call in progress finishes), else ``""``."""
+    since: float
+    """When ``state`` (or the pause reason) last changed."""
+    call_id: str
+    """The call ringing for or talking to the agent, ``""`` when none."""
+    queues: tuple[str, ...]
+    """The queues the agent serves (directly or through groups), in configuration order."""
+    routable: bool
+    """Whether the next call could be offered to the agent now (``idle`` and no delay running)."""
+    misses: int
+    """Offers in a row left unanswered (at the agent's ``max_misses`` the engine pauses them
+    with reason ``"rona"``)."""

@@ -1,4 +1,4 @@
-"""Skill requirements: levels 1-10, minimum levels, relaxation (see ``routing.widening``).
+"""Skill requirements: levels 1-10, minimum levels, relaxation (see ``acd.widening``).
 
 A requirement ``{"fr": 5}`` is met by an agent whose ``fr`` level is at least 5. Relaxing by ``r``
 levels lowers every minimum by ``r``; a minimum relaxed to 0 or below is dropped, so an agent

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from typing import ClassVar
 
 from routing.index import Entry
+from routing.member import MemberInfo
 from routing.skills import match_score, meets
-from routing.strategy import AgentLike, CallLike, Candidate, RoutingError, RoutingMemory, Scored
-from routing.widening import MemberInfo
+from routing.strategy import (
+    AgentLike,
+    CallLike,
+    Candidate,
+    RoutingError,
+    RoutingMemory,
+    Scored,
+    StrategyBase,
+    qualified,
+)
 
 
 def _tier(candidates: Iterator[Candidate]) -> list[Candidate]:
@@ -23,15 +33,12 @@ def _tier(candidates: Iterator[Candidate]) -> list[Candidate]:
     return out
 
 
-class _Ordered:
+class _Ordered(StrategyBase):
     """Base: the index key fully defines the order; ``choose`` takes the first ``want``."""
 
-    name: ClassVar[str] = ""
     criterion: ClassVar[str] = "order"
     takes_first: ClassVar[bool] = True
-    """``choose`` returns the first ``want`` candidates in key order (the engine may inline it)."""
     ring_one: ClassVar[bool] = True
-    """``fanout`` is always 1."""
 
     def __init__(self, params: Mapping[str, float], weights: Mapping[str, float]) -> None:
         self.params = dict(params)
@@ -41,9 +48,6 @@ class _Ordered:
 
     def fanout(self, offering_for: float) -> int | None:
         return 1
-
-    def next_fanout_change(self, offering_for: float) -> float | None:
-        return None
 
     def choose(
         self,
@@ -61,6 +65,28 @@ class _Ordered:
             if want is not None and len(out) >= want:
                 break
         return out
+
+    def pick(
+        self,
+        call: CallLike,
+        items: Sequence[Entry],
+        members: Mapping[str, MemberInfo],
+        agents: Mapping[str, AgentLike],
+        *,
+        step: int,
+        now: float,
+        rng: random.Random,
+        memory: RoutingMemory,
+    ) -> AgentLike | None:
+        """The first qualified entry when ``takes_first`` (no list, no ``choose`` call); the
+        reference otherwise (subclasses that compare candidates)."""
+        if not self.takes_first:
+            return super().pick(
+                call, items, members, agents, step=step, now=now, rng=rng, memory=memory
+            )
+        for a, _ in qualified(call, items, members, agents, step):
+            return a
+        return None
 
     def _value(self, agent: AgentLike, member: MemberInfo, now: float) -> float:
         return -float(member.position)
@@ -133,8 +159,6 @@ class RoundRobin(_Ordered):
 
     name = "round-robin"
     criterion = "position"
-    rotates: ClassVar[bool] = True
-    """The engine may inline ``choose`` with a binary search from ``memory.last_key``."""
 
     def choose(
         self,
@@ -158,6 +182,54 @@ class RoundRobin(_Ordered):
                     break
         memory.last_key = self.key(pick[0], pick[1])
         return [pick]
+
+    def pick(
+        self,
+        call: CallLike,
+        items: Sequence[Entry],
+        members: Mapping[str, MemberInfo],
+        agents: Mapping[str, AgentLike],
+        *,
+        step: int,
+        now: float,
+        rng: random.Random,
+        memory: RoutingMemory,
+    ) -> AgentLike | None:
+        """``choose`` by binary search instead of a scan of the tier: in the lowest penalty tier
+        with a qualified member, the first one after ``memory.last_key`` in key order, else the
+        tier's first (the index keys are this strategy's keys)."""
+        required = call.required
+        relax = call.relax
+        n = len(items)
+
+        def first_from(i: int, penalty: float | None) -> tuple[tuple[float, ...], AgentLike] | None:
+            while i < n:
+                key, aid = items[i]
+                i += 1
+                if penalty is not None and key[0] != penalty:
+                    return None
+                if members[aid].step > step:
+                    continue
+                a = agents[aid]
+                if required and not meets(a.skills, required, relax):
+                    continue
+                return key, a
+            return None
+
+        found = first_from(0, None)
+        last = memory.last_key
+        if found is not None and last is not None:
+            tier = found[0][0]
+            start = bisect.bisect_right(items, (last, "\U0010ffff"))
+            if start < n and items[start][0][0] < tier:
+                start = bisect.bisect_left(items, ((tier,), ""))
+            after = first_from(start, tier)
+            if after is not None:
+                found = after
+        if found is None:
+            return None
+        memory.last_key = found[0]
+        return found[1]
 
 
 class RingAll(_Ordered):
@@ -335,6 +407,8 @@ class SkillsBestMatch(_Ordered):
         *,
         step: int,
         now: float,
+        rng: random.Random,
+        memory: RoutingMemory,
     ) -> AgentLike | None:
         """``choose`` for one agent over the engine's index ``items`` (sorted by :meth:`key`),
         qualifying agents as the engine does (member step, skill minimums)."""

@@ -30,11 +30,11 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 
 from routing.index import Entry
+from routing.member import MemberInfo
 from routing.skills import match_score, meets
 from routing.strategies.basic import _Ordered, _tier
-from routing.weights import WEIGHT_KEYS
 from routing.strategy import AgentLike, CallLike, Candidate, RoutingError, RoutingMemory, Scored
-from routing.widening import MemberInfo
+from routing.weights import WEIGHT_KEYS
 
 DEFAULT_WEIGHTS = {"skill": 1.0, "idle": 1.0, "occupancy": 0.0, "group": 0.0, "priority": 0.0}
 
@@ -156,6 +156,8 @@ class Weighted(_Ordered):
         *,
         step: int,
         now: float,
+        rng: random.Random,
+        memory: RoutingMemory,
     ) -> AgentLike | None:
         """``choose`` for one agent over the engine's index ``items`` (sorted by :meth:`key`),
         qualifying agents as the engine does, with the bounded search of the module docstring.

@@ -49,8 +49,8 @@ from acd.events import (
 )
 from acd.model import AgentState, CallState
 from acd.stats import StatsAccumulator
+from acd.widening import relax_for, step_for
 from routing.skills import meets
-from routing.widening import relax_for, step_for
 
 AGENTS = [f"a{i}" for i in range(6)]
 QUEUES = ["q0", "q1", "q2"]

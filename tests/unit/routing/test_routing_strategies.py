@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from routing.member import MemberInfo
 from routing.skills import match_score, meets, merge_requirements, shortfall
 from routing.strategy import RoutingError, RoutingMemory, make_strategy, strategy_names
-from routing.widening import MemberInfo
 
 
 @dataclass

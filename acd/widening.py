@@ -1,5 +1,8 @@
 """Target widening over wait time, and who is a member of a queue at which widening step.
 
+These read the queue configuration (``acd.config``), so they live in ``acd``: ``routing`` stays
+free of ``acd`` imports (its input :class:`routing.member.MemberInfo` is built here).
+
 A queue is served by its direct members (agents listing the queue) and by the agents of its
 ``groups``; widening step ``i`` (``after_seconds`` into the wait) adds ``add_groups`` and relaxes
 skill minimums by ``relax_levels``. Steps are cumulative. A call's *step* is the number of steps
@@ -14,26 +17,9 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from acd.config import AgentConfig, QueueConfig
-
-
-@dataclass(frozen=True, slots=True)
-class MemberInfo:
-    """How one agent belongs to one queue."""
-
-    penalty: int
-    """Tier (lower first)."""
-    position: int
-    """Order for linear strategies."""
-    weight: float
-    """Weight for weighted-random."""
-    group_rank: int
-    """0 for direct members and the first group; ``i`` for the queue's ``i``-th group; groups added by
-    widening step ``s`` rank after all configured groups."""
-    step: int
-    """The widening step from which the agent may serve the queue's calls (0 = from the start)."""
+from routing.member import MemberInfo
 
 
 def step_for(queue: QueueConfig, waited: float) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from acd.config import AcdConfig
-from routing.widening import describe_step, members, next_step_at, relax_for, step_for
+from acd.widening import describe_step, members, next_step_at, relax_for, step_for
 
 
 def test_members_steps_and_group_ranks() -> None:
