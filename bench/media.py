@@ -355,6 +355,7 @@ async def run_one(
     extra: dict[str, Any] = {}
     try:
         if target == "media":
+            from media_gateway.media import control as mc
             from media_gateway.media.client import MediaProcess
 
             low, _, high = ports.partition("-")
@@ -367,14 +368,15 @@ async def run_one(
             rss0 = _rss_kb(pid)
             targets = []
             for i in range(calls):
-                reply = await mp.request("open", chan=f"c{i}", remote=["127.0.0.1", gen_ports[i]])
-                targets.append(int(reply["port"]))
+                opened = await mp.request(mc.Open(chan=f"c{i}", remote=("127.0.0.1", gen_ports[i])))
+                assert opened.port is not None
+                targets.append(opened.port)
             if mode == "echo":
                 for i in range(calls):
-                    await mp.request("echo", chan=f"c{i}", on=True)
+                    await mp.request(mc.Echo(chan=f"c{i}", on=True))
             else:
                 for i in range(0, calls - 1, 2):
-                    await mp.request("bridge", a=f"c{i}", b=f"c{i + 1}")
+                    await mp.request(mc.Bridge(a=f"c{i}", b=f"c{i + 1}"))
         else:
             refl = await _spawn(["--baseline-server"], cpu=0)
             assert refl.stdin is not None and refl.stdout is not None
@@ -393,8 +395,8 @@ async def run_one(
         rss1 = _rss_kb(pid)
         result = await _read_json(gen.stdout, 60)
         if mp is not None:
-            st = await mp.request("stats")
-            extra["late_ticks"] = st.get("late_ticks")
+            st = await mp.request(mc.ServerStats())
+            extra["late_ticks"] = st.late_ticks
     finally:
         if mp is not None:
             await mp.close()

@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from media_gateway.media import control as mc
 from media_gateway.media.client import MediaClient
 from media_gateway.media.engine import MediaError
 
@@ -218,8 +219,8 @@ class CallSession:
         self._push(Hangup(by=by, cause=cause))
         self.ended.set()
         with contextlib.suppress(MediaError):
-            reply = await self.media.request("close", chan=self.chan)
-            self.final_stats = reply.get("stats")
+            closed = await self.media.request(mc.Close(chan=self.chan))
+            self.final_stats = None if closed.stats is None else closed.stats.as_dict()
         if recordings:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.wait(recordings.values()), 10)
@@ -250,22 +251,24 @@ class CallSession:
         op = f"p{next(_op_ids)}"
         if interruptible and not loop and self._digits:
             return PlayDone(op=op, reason="dtmf", digit=self._digits[0])
-        fields: dict[str, Any] = {
-            "chan": self.chan,
-            "op_id": op,
-            "interruptible": interruptible,
-            "loop": loop,
-        }
         if file is not None:
-            fields["file"] = file
+            request = mc.Play(
+                chan=self.chan, op_id=op, file=file, interruptible=interruptible, loop=loop
+            )
         elif prompt is not None:
-            fields["prompts"] = [prompt] if isinstance(prompt, str) else list(prompt)
-            fields["lang"] = lang or self.lang
+            request = mc.Play(
+                chan=self.chan,
+                op_id=op,
+                prompts=(prompt,) if isinstance(prompt, str) else tuple(prompt),
+                lang=lang or self.lang,
+                interruptible=interruptible,
+                loop=loop,
+            )
         else:
             raise ValueError("play needs a prompt or a file")
         fut = self._expect(op)
         try:
-            await self.media.request("play", **fields)
+            await self.media.request(request)
         except BaseException:
             self._waiters.pop(op, None)
             raise
@@ -276,7 +279,7 @@ class CallSession:
 
     async def stop_play(self) -> None:
         self._check()
-        await self.media.request("stop_play", chan=self.chan)
+        await self.media.request(mc.StopPlay(chan=self.chan))
 
     async def collect(
         self,
@@ -333,13 +336,14 @@ class CallSession:
         fut = self._expect(op)
         try:
             await self.media.request(
-                "record",
-                chan=self.chan,
-                op_id=op,
-                path=path,
-                max_seconds=max_seconds,
-                silence_seconds=silence_seconds,
-                stop_digits=stop_digits,
+                mc.Record(
+                    chan=self.chan,
+                    op_id=op,
+                    path=path,
+                    max_seconds=max_seconds,
+                    silence_seconds=silence_seconds,
+                    stop_digits=stop_digits,
+                )
             )
         except BaseException:
             self._waiters.pop(op, None)
@@ -354,7 +358,7 @@ class CallSession:
 
     async def send_dtmf(self, digits: str) -> None:
         self._check()
-        await self.media.request("send_dtmf", chan=self.chan, digits=digits)
+        await self.media.request(mc.SendDtmf(chan=self.chan, digits=digits))
 
     async def bridge(self, other: CallSession) -> None:
         """Media both ways with ``other`` (whatever its channel); prompts stop."""
@@ -362,7 +366,7 @@ class CallSession:
         other._check()
         if self.bridged_to is not None and self.bridged_to is not other:
             await self.unbridge()
-        await self.media.request("bridge", a=self.chan, b=other.chan)
+        await self.media.request(mc.Bridge(a=self.chan, b=other.chan))
         old = other.bridged_to
         if old is not None and old is not self and old.bridged_to is other:
             old.bridged_to = None  # other leaves its previous conversation (attended transfer)
@@ -375,7 +379,7 @@ class CallSession:
             peer.bridged_to = None
         if self.state != "ended":
             with contextlib.suppress(MediaError):
-                await self.media.request("unbridge", chan=self.chan)
+                await self.media.request(mc.Unbridge(chan=self.chan))
 
     async def hold(self, music: str | None = "moh") -> None:
         """Put this caller on hold: the far end is told we only send, and hears ``music``."""
@@ -387,7 +391,7 @@ class CallSession:
         if music:
             await self.play(music, interruptible=False, loop=True, wait=False)
         else:
-            await self.media.request("unbridge", chan=self.chan)
+            await self.media.request(mc.Unbridge(chan=self.chan))
         self._push(HoldChanged(held=True, by="local"))
 
     async def unhold(self) -> None:
@@ -395,11 +399,11 @@ class CallSession:
         if not self.held:
             return
         self.held = False
-        await self.media.request("stop_play", chan=self.chan)
+        await self.media.request(mc.StopPlay(chan=self.chan))
         await self.leg.set_direction(self, "sendrecv")
         peer = self.bridged_to
         if peer is not None and peer.state != "ended":
-            await self.media.request("bridge", a=self.chan, b=peer.chan)
+            await self.media.request(mc.Bridge(a=self.chan, b=peer.chan))
         self._push(HoldChanged(held=False, by="local"))
 
     async def remote_hold_changed(self, held: bool) -> None:
@@ -416,8 +420,8 @@ class CallSession:
             if held:
                 await peer.play("moh", interruptible=False, loop=True, wait=False)
             else:
-                await self.media.request("stop_play", chan=peer.chan)
-                await self.media.request("bridge", a=self.chan, b=peer.chan)
+                await self.media.request(mc.StopPlay(chan=peer.chan))
+                await self.media.request(mc.Bridge(a=self.chan, b=peer.chan))
 
     async def transfer(self, target: str, *, mode: str = "auto") -> bool:
         """Send the caller elsewhere: ``refer`` (blind REFER, the phone places the new call),
@@ -442,8 +446,8 @@ class CallSession:
     async def stats(self) -> dict[str, Any]:
         if self.state == "ended":
             return self.final_stats or {}
-        reply = await self.media.request("stats", chan=self.chan)
-        return dict(reply.get("stats", {}))
+        reply = await self.media.request(mc.GetStats(chan=self.chan))
+        return reply.stats.as_dict()
 
     # -- event stream --------------------------------------------------------------------
 
@@ -488,47 +492,37 @@ class CallSession:
 
     async def _send_digit(self, digit: str, method: str) -> None:
         with contextlib.suppress(MediaError):
-            await self.media.request("digit", chan=self.chan, digit=digit, method=method)
+            await self.media.request(mc.Digit(chan=self.chan, digit=digit, method=method))
 
-    def _on_media_event(self, event: dict[str, Any]) -> None:
-        kind = event.get("event")
-        if kind == "dtmf":
-            digit = str(event["digit"])
-            self._digits.append(digit)
-            self._digit_arrived.set()
-            self._push(
-                Dtmf(
-                    digit=digit,
-                    method=str(event.get("method", "")),
-                    duration_ms=int(event.get("duration_ms", 0)),
+    def _on_media_event(self, event: mc.ChannelEvent) -> None:
+        match event:
+            case mc.DtmfReceived(digit=digit, method=method, duration_ms=duration_ms):
+                self._digits.append(digit)
+                self._digit_arrived.set()
+                self._push(Dtmf(digit=digit, method=method, duration_ms=duration_ms))
+            case mc.PlayDone():
+                done = PlayDone(
+                    op=event.op, reason=event.reason, digit=event.digit, played_ms=event.played_ms
                 )
-            )
-        elif kind == "play_done":
-            done = PlayDone(
-                op=str(event["op"]),
-                reason=str(event["reason"]),
-                digit=event.get("digit"),
-                played_ms=int(event.get("played_ms", 0)),
-            )
-            self._push(done)
-            self._resolve(done.op, done)
-        elif kind == "record_done":
-            rec = RecordDone(
-                op=str(event["op"]),
-                path=str(event.get("path", "")),
-                reason=str(event["reason"]),
-                seconds=float(event.get("seconds", 0.0)),
-                heard_sound=bool(event.get("heard_sound", False)),
-                error=event.get("error"),
-            )
-            self._push(rec)
-            self._resolve(rec.op, rec)
-        elif kind == "rtp_timeout":
-            self._push(MediaTimeout(silent_seconds=float(event.get("silent_seconds", 0))))
-            if self.hangup_on_media_timeout and self.state != "ended":
-                asyncio.get_running_loop().create_task(self._media_timeout())
-        elif kind == "media_lost":
-            asyncio.get_running_loop().create_task(self._media_lost())
+                self._push(done)
+                self._resolve(done.op, done)
+            case mc.RecordDone():
+                rec = RecordDone(
+                    op=event.op,
+                    path=event.path,
+                    reason=event.reason,
+                    seconds=event.seconds,
+                    heard_sound=event.heard_sound,
+                    error=event.error,
+                )
+                self._push(rec)
+                self._resolve(rec.op, rec)
+            case mc.RtpTimeout(silent_seconds=silent):
+                self._push(MediaTimeout(silent_seconds=silent))
+                if self.hangup_on_media_timeout and self.state != "ended":
+                    asyncio.get_running_loop().create_task(self._media_timeout())
+            case mc.MediaLost():
+                asyncio.get_running_loop().create_task(self._media_lost())
 
     async def _media_timeout(self) -> None:
         with contextlib.suppress(Exception):

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
+from media_gateway.media.control import Direction, Update
 from media_gateway.sdp.offer_answer import (
     LocalSession,
     MediaParams,
@@ -63,18 +64,19 @@ class MediaUpdate:
     held: bool
     """The peer has put us on hold (sendonly, inactive, or the old c=0.0.0.0)."""
 
-    def fields(self) -> dict[str, Any]:
-        """The media process's ``update`` operation fields."""
-        out: dict[str, Any] = {
-            "codec": self.codec,
-            "pt": self.pt,
-            "te_pt": self.te_pt,
-            "direction": self.direction,
-            "inband": self.te_pt is None,
-        }
-        if self.remote is not None:
-            out["remote"] = list(self.remote)
-        return out
+    def op(self, chan: str, *, direction: str | None = None) -> Update:
+        """The media process's ``Update`` for channel ``chan`` (``direction`` overrides ours:
+        the one we asked for in our own re-INVITE). Keys are detected in-band exactly when
+        the peer negotiated no telephone-event."""
+        return Update(
+            chan=chan,
+            codec=self.codec,
+            pt=self.pt,
+            te_pt=self.te_pt,
+            direction=cast(Direction, direction or self.direction),
+            inband=self.te_pt is None,
+            remote=self.remote,
+        )
 
 
 def media_update(params: MediaParams) -> MediaUpdate:
@@ -200,9 +202,8 @@ class SipLeg:
                     params = negotiated_media(offer, answer, local_is_offerer=True)
                 except (SdpError, NoCommonCodec):
                     return
-                fields = media_update(params).fields()
-                fields["direction"] = direction
-                await session.media.request("update", chan=session.chan, **fields)
+                update = media_update(params).op(session.chan, direction=direction)
+                await session.media.request(update)
             return
 
     async def refer(self, session: CallSession, target: str) -> bool:

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from media_gateway.media import control as mc
 from media_gateway.media.client import MediaClient
 from media_gateway.media.engine import MediaError
 from media_gateway.registrations import Registrations
@@ -484,9 +485,11 @@ class SipUserAgent:
     async def _open_media(self, record: CallRecord) -> int:
         self._chan_seq += 1
         chan = f"{record.direction[0]}{self._chan_seq}"
-        reply = await self._media.request("open", chan=chan)
+        opened = await self._media.request(mc.Open(chan=chan))
         record.chan = chan
-        return int(reply["port"])
+        if opened.port is None:
+            raise MediaError(f"media channel {chan} has no RTP port")
+        return opened.port
 
     async def _close_media(self, record: CallRecord) -> None:
         chan, record.chan = record.chan, ""
@@ -494,7 +497,7 @@ class SipUserAgent:
             return
         self._media.unsubscribe(chan)
         with contextlib.suppress(MediaError):
-            await self._media.request("close", chan=chan)
+            await self._media.request(mc.Close(chan=chan))
 
     # -- REGISTER ----------------------------------------------------------------------------
 
@@ -623,7 +626,7 @@ class SipUserAgent:
                 session.vars["callback_uri"] = f"sip:{record.caller}@{format_hostport(ip, sport)}"
             if update is not None:
                 try:
-                    await self._media.request("update", chan=record.chan, **update.fields())
+                    await self._media.request(update.op(record.chan))
                 except MediaError as exc:
                     log.error("media_failed", error=str(exc))
                     await session.hangup("media_failed")
@@ -647,7 +650,7 @@ class SipUserAgent:
     async def echo(self, session: CallSession) -> None:
         """The echo test: answer and return the caller's own RTP until they hang up."""
         await session.answer()
-        await self._media.request("echo", chan=session.chan, on=True)
+        await self._media.request(mc.Echo(chan=session.chan, on=True))
         await session.ended.wait()
 
     async def accept_session(self, session: CallSession, number: str) -> bool:
@@ -806,11 +809,11 @@ class SipUserAgent:
             headers=[("Content-Type", "application/sdp")],
         )
         if update is not None and record.chan:
-            self._spawn(self._apply_reinvite(record, update.fields(), update.held))
+            self._spawn(self._apply_reinvite(record, update.op(record.chan), update.held))
 
-    async def _apply_reinvite(self, record: CallRecord, fields: dict[str, Any], held: bool) -> None:
+    async def _apply_reinvite(self, record: CallRecord, update: mc.Update, held: bool) -> None:
         with contextlib.suppress(MediaError):
-            await self._media.request("update", chan=record.chan, **fields)
+            await self._media.request(update)
         if record.session is not None:
             await record.session.remote_hold_changed(held)
 
@@ -1061,7 +1064,7 @@ class SipUserAgent:
                     offer, SessionDescription.parse(body), local_is_offerer=True
                 )
                 update = media_update(params)
-                await self._media.request("update", chan=record.chan, **update.fields())
+                await self._media.request(update.op(record.chan))
         except (SdpError, NoCommonCodec, MediaError) as exc:
             log.info("outbound_answer_unusable", call_id=record.call_id, reason=str(exc))
         if answered is not None and not answered.done():

@@ -34,6 +34,7 @@ from typing import Any
 import structlog
 from aiohttp import WSMsgType, web
 
+from media_gateway.media import control as mc
 from media_gateway.media.engine import MediaError
 from media_gateway.session import CallSession
 from media_gateway.sessions import SessionHost
@@ -169,7 +170,7 @@ class WebCaller:
         caller = caller[:64]
         chan = _new_chan()
         try:
-            reply = await host.media.request("webrtc_offer", chan=chan, sdp=sdp)
+            reply = await host.media.request(mc.WebRtcOffer(chan=chan, sdp=sdp))
         except MediaError as exc:
             log.info("webrtc_offer_failed", error=str(exc))
             await self.leg.send({"type": "error", "error": f"cannot answer the offer: {exc}"})
@@ -183,7 +184,7 @@ class WebCaller:
             direction="inbound",
         )
         self.session = session
-        await self.leg.send({"type": "answer", "sdp": reply["sdp"], "call": session.id})
+        await self.leg.send({"type": "answer", "sdp": reply.sdp, "call": session.id})
         if not await host.accept_session(session, number):
             log.info("webrtc_call_rejected", dialled=number)
             self.leg.hung_up = True
@@ -217,7 +218,7 @@ class AgentBrowserPhone:
         media = self.host.media
         chan = _new_chan()
         try:
-            reply = await media.request("webrtc_make_offer", chan=chan)
+            reply = await media.request(mc.WebRtcMakeOffer(chan=chan))
         except MediaError as exc:
             log.warning("webrtc_make_offer_failed", agent=self.agent, error=str(exc))
             return None
@@ -228,12 +229,12 @@ class AgentBrowserPhone:
         answer: str | None = None
         try:
             await self.leg.send(
-                {"type": "incoming", "caller": caller, "sdp": reply["sdp"], "call": call_id}
+                {"type": "incoming", "caller": caller, "sdp": reply.sdp, "call": call_id}
             )
             with contextlib.suppress(TimeoutError):
                 answer = await asyncio.wait_for(ringing, ring_timeout)
             if answer is not None:
-                await media.request("webrtc_answer", chan=chan, sdp=answer)
+                await media.request(mc.WebRtcAnswer(chan=chan, sdp=answer))
         except MediaError as exc:
             log.info("webrtc_answer_failed", agent=self.agent, error=str(exc))
             answer = None
@@ -242,7 +243,7 @@ class AgentBrowserPhone:
             if answer is None:
                 await self.leg.send({"type": "cancel", "call": call_id})
                 with contextlib.suppress(MediaError):
-                    await media.request("webrtc_close", chan=chan)
+                    await media.request(mc.WebRtcClose(chan=chan))
         if answer is None:
             return None
         self.leg = WebRtcLeg(self.ws, close_on_hangup=False)

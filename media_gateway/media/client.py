@@ -1,7 +1,8 @@
 """How the signalling process drives media: a child process, or the same loop in tests.
 
-Both clients offer ``request(op, **fields) -> reply`` and deliver events to the handler
-registered for their channel (``subscribe``). ``MediaProcess`` is the production form: the
+Both clients offer ``request(op) -> reply``, typed by ``control.py`` (``await
+media.request(Open(chan="c1"))`` is an ``Opened``), and deliver typed events (``DtmfReceived``,
+``PlayDone``...) to the handler registered for their channel (``subscribe``). ``MediaProcess`` is the production form: the
 media server runs in its own process on uvloop (``python -m media_gateway.media.server``),
 so RTP pacing never waits behind SIP parsing or the ACD, and a second core is used.
 ``LocalMedia`` runs the same ``MediaServer`` on the caller's loop (unit tests, tiny setups).
@@ -13,19 +14,20 @@ import abc
 import asyncio
 import contextlib
 import itertools
-import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
+from media_gateway.media import control as mc
 from media_gateway.media.engine import MediaError
 from media_gateway.media.server import MediaServer
 
 log = structlog.get_logger("hotline.media")
 
-EventHandler = Callable[[dict[str, Any]], None]
+EventHandler = Callable[[mc.ChannelEvent], None]
+R = TypeVar("R")
 
 
 class MediaClient(abc.ABC):
@@ -41,12 +43,14 @@ class MediaClient(abc.ABC):
     def unsubscribe(self, chan_id: str) -> None:
         self._handlers.pop(chan_id, None)
 
-    def dispatch(self, event: dict[str, Any]) -> None:
-        handler = self._handlers.get(str(event.get("chan")), self.fallback)
+    def dispatch(self, event: mc.MediaEvent) -> None:
+        if not isinstance(event, mc.ChannelEvent):
+            return  # process-level (ready): the client's own business
+        handler = self._handlers.get(event.chan, self.fallback)
         try:
             handler(event)
         except Exception:
-            log.exception("media_event_handler_failed", media_event=event.get("event"))
+            log.exception("media_event_handler_failed", media_event=event.TAG)
 
     @abc.abstractmethod
     async def start(self) -> None: ...
@@ -55,7 +59,8 @@ class MediaClient(abc.ABC):
     async def close(self) -> None: ...
 
     @abc.abstractmethod
-    async def request(self, op: str, **fields: Any) -> dict[str, Any]: ...
+    async def request(self, op: mc.MediaOp[R]) -> R:
+        """Carry out ``op`` in the media process; its reply, or MediaError."""
 
 
 class LocalMedia(MediaClient):
@@ -70,7 +75,7 @@ class LocalMedia(MediaClient):
         self.server = MediaServer(on_event=self._on_server_event, **self._args)
         self.server.start()
 
-    def _on_server_event(self, event: dict[str, Any]) -> None:
+    def _on_server_event(self, event: mc.MediaEvent) -> None:
         # Delivered on the next loop pass, as from a process: handlers never run inside the
         # engine's own call stack.
         asyncio.get_running_loop().call_soon(self.dispatch, event)
@@ -80,11 +85,11 @@ class LocalMedia(MediaClient):
             await self.server.close()
             self.server = None
 
-    async def request(self, op: str, **fields: Any) -> dict[str, Any]:
+    async def request(self, op: mc.MediaOp[R]) -> R:
         if self.server is None:
             raise MediaError("media is not running")
         try:
-            return await self.server.handle({"op": op, **fields})
+            return await self.server.handle(op)
         except (KeyError, ValueError, TypeError) as exc:
             raise MediaError(str(exc) or type(exc).__name__) from exc
 
@@ -120,7 +125,7 @@ class MediaProcess(MediaClient):
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
-        self._ready: asyncio.Future[dict[str, Any]] | None = None
+        self._ready: asyncio.Future[mc.Ready] | None = None
         self._closing = False
         self.pid = 0
         self.restarts = 0
@@ -139,8 +144,8 @@ class MediaProcess(MediaClient):
             ready = await asyncio.wait_for(asyncio.shield(self._ready), 30)
         except TimeoutError as exc:
             raise MediaError("the media process did not start within 30 s") from exc
-        self.pid = int(ready.get("pid", 0))
-        log.info("media_process_started", pid=self.pid, loop=ready.get("loop"))
+        self.pid = ready.pid
+        log.info("media_process_started", pid=self.pid, loop=ready.loop)
 
     async def _read(self) -> None:
         proc = self.proc
@@ -150,20 +155,27 @@ class MediaProcess(MediaClient):
             if not line:
                 break
             try:
-                msg = json.loads(line)
-            except ValueError:
-                log.warning("media_bad_line", line=line[:200].decode("utf-8", "replace"))
+                msg = mc.decode_line(line)
+                if "id" in msg:
+                    fut = self._pending.pop(msg["id"], None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(msg)
+                    elif msg["id"] is None:
+                        log.warning("media_refused_line", error=msg.get("error"))
+                    continue
+                event = mc.decode_event(msg)
+            except (MediaError, TypeError) as exc:
+                log.warning(
+                    "media_bad_line",
+                    error=str(exc),
+                    line=line[:200].decode("utf-8", "replace"),
+                )
                 continue
-            rid = msg.get("id")
-            if rid is not None:
-                fut = self._pending.pop(rid, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(msg)
-            elif msg.get("event") == "ready":
+            if isinstance(event, mc.Ready):
                 if self._ready is not None and not self._ready.done():
-                    self._ready.set_result(msg)
+                    self._ready.set_result(event)
             else:
-                self.dispatch(msg)
+                self.dispatch(event)
         # The process is gone: nothing pending will be answered.
         for fut in self._pending.values():
             if not fut.done():
@@ -173,31 +185,29 @@ class MediaProcess(MediaClient):
             code = await proc.wait()
             log.error("media_process_exited", pid=self.pid, returncode=code)
             for chan in list(self._handlers):
-                self.dispatch({"event": "media_lost", "chan": chan})
+                self.dispatch(mc.MediaLost(chan=chan, reason="process_exited"))
             self.restarts += 1
             with contextlib.suppress(Exception):
                 await self.start()
 
-    async def request(self, op: str, **fields: Any) -> dict[str, Any]:
+    async def request(self, op: mc.MediaOp[R]) -> R:
         proc = self.proc
         if proc is None or proc.stdin is None or proc.returncode is not None:
             raise MediaError("the media process is not running")
         rid = next(self._ids)
+        line = mc.encode_request(rid, op)  # before registering: a bad op raises here
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
-        proc.stdin.write(
-            json.dumps({"id": rid, "op": op, **fields}, separators=(",", ":")).encode() + b"\n"
-        )
+        proc.stdin.write(line)
         try:
             reply = await asyncio.wait_for(fut, 10)
         except TimeoutError as exc:
             self._pending.pop(rid, None)
-            raise MediaError(f"media request {op} timed out") from exc
-        if not reply.get("ok"):
+            raise MediaError(f"media request {op.TAG} timed out") from exc
+        if reply.pop("ok", None) is not True:
             raise MediaError(str(reply.get("error", "media request failed")))
         reply.pop("id", None)
-        reply.pop("ok", None)
-        return reply
+        return mc.decode_reply(op, reply)
 
     async def close(self) -> None:
         self._closing = True

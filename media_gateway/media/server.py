@@ -3,7 +3,9 @@
 Run as ``python -m media_gateway.media.server`` by the signalling process (``client.py``),
 which speaks JSON lines over the child's stdin/stdout: requests ``{"id": n, "op": ..., ...}``
 get one reply ``{"id": n, "ok": true, ...}`` (or ``"ok": false, "error": ...``); events
-(``dtmf``, ``play_done``, ``record_done``, ``rtp_timeout``) are lines without an ``id``.
+(``dtmf``, ``play_done``, ``record_done``, ``rtp_timeout``) are lines without an ``id``. The
+operations, replies and events are the typed classes of ``control.py``, which also owns their
+wire encoding; ``MediaServer.handle`` takes an operation and returns its reply.
 Runs on uvloop when installed: one core then carries about 100,000 packets/s.
 
 The frame clock is drift-free: tick k runs at ``t0 + k * 20 ms`` on the loop's monotonic
@@ -21,7 +23,6 @@ import asyncio
 import contextlib
 import importlib
 import ipaddress
-import json
 import os
 import random
 import resource
@@ -31,15 +32,19 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from media_gateway.audio import tones
 from media_gateway.audio.wav import read_wav, write_wav
+from media_gateway.media import control as mc
 from media_gateway.media.engine import PTIME, RATE, Channel, MediaEngine, MediaError, Samples
 
-EventSink = Callable[[dict[str, Any]], None]
+EventSink = Callable[[mc.MediaEvent], None]
+OpHandler = Callable[[Any], Awaitable[Any]]
+"""Carries out one operation type (takes that operation, returns its reply)."""
+R = TypeVar("R")
 SampleSink = Callable[[Samples], None]
 
 
@@ -133,8 +138,25 @@ class MediaServer:
         self._catalogue: Any = None
         self.late_ticks = 0
         self.write_tasks: set[asyncio.Task[None]] = set()
-        self.extra_ops: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {}
-        """Operations added by plug-ins (``webrtc_peer.install`` adds WebRTC legs)."""
+        self.ops: dict[type[mc.MediaOp[Any]], OpHandler] = {
+            mc.Open: self.op_open,
+            mc.Update: self.op_update,
+            mc.Close: self.op_close,
+            mc.Play: self.op_play,
+            mc.StopPlay: self.op_stop_play,
+            mc.Record: self.op_record,
+            mc.StopRecord: self.op_stop_record,
+            mc.Bridge: self.op_bridge,
+            mc.Unbridge: self.op_unbridge,
+            mc.Echo: self.op_echo,
+            mc.SendDtmf: self.op_send_dtmf,
+            mc.Digit: self.op_digit,
+            mc.GetStats: self.op_stats,
+            mc.ServerStats: self.op_server_stats,
+            mc.Ping: self.op_ping,
+        }
+        """What carries out each operation type; plug-ins add theirs (``webrtc_peer.install``
+        adds the WebRTC legs' operations)."""
         self.close_hooks: list[Callable[[str], None]] = []
         """Called with a channel id when it closes (plug-ins drop their per-channel state)."""
         _install_plugins(self)
@@ -182,9 +204,7 @@ class MediaServer:
                 and now - ch.last_in_at > self.rtp_timeout
             ):
                 ch.last_in_at = now  # once per timeout period
-                self.on_event(
-                    {"event": "rtp_timeout", "chan": ch.id, "silent_seconds": self.rtp_timeout}
-                )
+                self.on_event(mc.RtpTimeout(chan=ch.id, silent_seconds=self.rtp_timeout))
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -214,13 +234,14 @@ class MediaServer:
             self._emit(event)
 
     def _emit(self, event: dict[str, Any]) -> None:
+        """The engine's events (plain dicts, it is a pure core) become typed ones here."""
         if event.get("event") == "record_done":
             samples = event.pop("samples")
             task = self.loop.create_task(self._write_recording(event, samples))
             self.write_tasks.add(task)
             task.add_done_callback(self.write_tasks.discard)
             return
-        self.on_event(event)
+        self.on_event(mc.decode_event(event))
 
     async def _write_recording(self, event: dict[str, Any], samples: Samples) -> None:
         path = event.get("path")
@@ -229,47 +250,44 @@ class MediaServer:
                 await asyncio.to_thread(_write_atomically, Path(path), samples)
             except OSError as exc:
                 event["error"] = f"{path}: {exc.strerror or exc}"
-        self.on_event(event)
+        self.on_event(mc.decode_event(event))
 
     # -- control ---------------------------------------------------------------------------
 
-    async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
-        """Carry out one request; returns the reply fields (raises MediaError on bad input)."""
-        op = req.get("op")
-        method = getattr(self, f"op_{op}", None) if isinstance(op, str) else None
-        if method is None and isinstance(op, str):
-            method = self.extra_ops.get(op)
+    async def handle(self, op: mc.MediaOp[R]) -> R:
+        """Carry out one operation; returns its reply (raises MediaError on bad input)."""
+        method = self.ops.get(type(op))
         if method is None:
-            raise MediaError(f"unknown operation {op!r}")
-        result = await method(req)
+            tag = getattr(op, "TAG", type(op).__name__)
+            raise MediaError(f"operation {tag!r} is not available in this media server")
+        reply: R = await method(op)
         self.flush()
-        return result or {}
+        return reply
 
-    async def op_open(self, req: dict[str, Any]) -> dict[str, Any]:
-        chan_id = str(req["chan"])
-        kind = str(req.get("kind", "rtp"))
-        remote = _remote(req.get("remote"))
+    async def op_open(self, op: mc.Open) -> mc.Opened:
+        chan_id = op.chan
+        remote = _remote(op.remote)
         now = self.loop.time()
         ch = self.engine.open(
             chan_id,
             now,
-            kind=kind,
-            codec=str(req.get("codec", "PCMU")),
-            pt=req.get("pt"),
-            te_pt=req.get("te_pt", 101),
+            kind=op.kind,
+            codec=op.codec,
+            pt=op.pt,
+            te_pt=op.te_pt,
             remote=remote,
-            inband=req.get("inband"),
-            direction=str(req.get("direction", "sendrecv")),
+            inband=op.inband,
+            direction=op.direction,
         )
-        if kind != "rtp":
-            return {"chan": chan_id}
+        if op.kind != "rtp":
+            return mc.Opened(chan=chan_id)
         try:
             ports = await self._bind_pair(chan_id)
         except Exception:
             self.engine.close(chan_id, now)
             raise
         self.sockets[chan_id] = ports
-        return {"chan": ch.id, "port": ports.port, "host": self.host}
+        return mc.Opened(chan=ch.id, port=ports.port, host=self.host)
 
     async def _bind_pair(self, chan_id: str) -> _Ports:
         last: OSError | None = None
@@ -298,20 +316,23 @@ class MediaServer:
             return _Ports(port, rtp_t, rtcp_t)
         raise MediaError(f"could not bind an RTP port pair: {last}")
 
-    async def op_update(self, req: dict[str, Any]) -> dict[str, Any]:
-        changes: dict[str, Any] = {
-            k: req[k] for k in ("codec", "pt", "te_pt", "direction", "inband") if k in req
-        }
-        if "remote" in req:
-            changes["remote"] = _remote(req["remote"])
-        self.engine.update(str(req["chan"]), **changes)
-        return {}
+    async def op_update(self, op: mc.Update) -> mc.Ack:
+        self.engine.update(
+            op.chan,
+            codec=op.codec,
+            pt=op.pt,
+            te_pt=op.te_pt,
+            direction=op.direction,
+            inband=op.te_pt is None if op.inband is None else op.inband,
+            remote=_remote(op.remote),
+        )
+        return mc.Ack()
 
-    async def op_close(self, req: dict[str, Any]) -> dict[str, Any]:
-        return {"stats": self._close_channel(str(req["chan"]))}
+    async def op_close(self, op: mc.Close) -> mc.Closed:
+        return mc.Closed(stats=self._close_channel(op.chan))
 
-    def _close_channel(self, chan_id: str) -> dict[str, Any] | None:
-        stats = self.engine.close(chan_id, self.loop.time())
+    def _close_channel(self, chan_id: str) -> mc.ChannelStats | None:
+        raw = self.engine.close(chan_id, self.loop.time())
         self.flush()  # the RTCP BYE goes out before the sockets close
         ports = self.sockets.pop(chan_id, None)
         if ports is not None:
@@ -321,26 +342,25 @@ class MediaServer:
         self.sample_sinks.pop(chan_id, None)
         for hook in self.close_hooks:
             hook(chan_id)
-        return stats
+        return None if raw is None else mc.ChannelStats(**raw)
 
-    async def op_play(self, req: dict[str, Any]) -> dict[str, Any]:
-        chan_id = str(req["chan"])
-        self.engine.get(chan_id)
-        samples = await self._audio(req)
+    async def op_play(self, op: mc.Play) -> mc.Playing:
+        self.engine.get(op.chan)
+        samples = await self._audio(op)
         self.engine.play(
-            chan_id,
+            op.chan,
             samples,
             self.loop.time(),
-            op=str(req.get("op_id", "play")),
-            interruptible=bool(req.get("interruptible", True)),
-            loop=bool(req.get("loop", False)),
+            op=op.op_id,
+            interruptible=op.interruptible,
+            loop=op.loop,
         )
-        return {"ms": round(samples.size * 1000 / RATE)}
+        return mc.Playing(ms=round(samples.size * 1000 / RATE))
 
-    async def _audio(self, req: dict[str, Any]) -> Samples:
+    async def _audio(self, op: mc.Play) -> Samples:
         """What to play: ``file`` (a WAV path), ``prompts`` (catalogue names/specs), ``spec``."""
-        if "file" in req:
-            path = Path(str(req["file"]))
+        if op.file is not None:
+            path = Path(op.file)
             try:
                 audio = await asyncio.to_thread(read_wav, path)
             except (OSError, ValueError) as exc:
@@ -351,18 +371,14 @@ class MediaServer:
             if audio.rate != RATE:
                 samples = resample(samples, audio.rate, RATE)
             return samples
-        if "prompts" in req:
-            items = req["prompts"]
-            if isinstance(items, str):
-                items = [items]
-            lang = req.get("lang")
+        if op.prompts is not None:
             cat = self._prompts()
             try:
-                return await asyncio.to_thread(cat.sequence, list(items), lang)
+                return await asyncio.to_thread(cat.sequence, list(op.prompts), op.lang)
             except LookupError as exc:
                 raise MediaError(str(exc)) from exc
-        if "spec" in req:
-            return _spec(str(req["spec"]))
+        if op.spec is not None:
+            return _spec(op.spec)
         raise MediaError("play needs file, prompts or spec")
 
     def _prompts(self) -> Any:
@@ -372,68 +388,62 @@ class MediaServer:
             self._catalogue = PromptCatalogue(self.prompt_dirs)
         return self._catalogue
 
-    async def op_stop_play(self, req: dict[str, Any]) -> dict[str, Any]:
-        self.engine.stop_play(str(req["chan"]), self.loop.time())
-        return {}
+    async def op_stop_play(self, op: mc.StopPlay) -> mc.Ack:
+        self.engine.stop_play(op.chan, self.loop.time())
+        return mc.Ack()
 
-    async def op_record(self, req: dict[str, Any]) -> dict[str, Any]:
-        path = str(req["path"])
-        await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
+    async def op_record(self, op: mc.Record) -> mc.Ack:
+        await asyncio.to_thread(Path(op.path).parent.mkdir, parents=True, exist_ok=True)
         self.engine.record(
-            str(req["chan"]),
+            op.chan,
             self.loop.time(),
-            op=str(req.get("op_id", "record")),
-            path=path,
-            max_seconds=float(req.get("max_seconds", 120.0)),
-            silence_seconds=float(req.get("silence_seconds", 0.0)),
-            stop_digits=str(req.get("stop_digits", "#")),
+            op=op.op_id,
+            path=op.path,
+            max_seconds=op.max_seconds,
+            silence_seconds=op.silence_seconds,
+            stop_digits=op.stop_digits,
         )
-        return {}
+        return mc.Ack()
 
-    async def op_stop_record(self, req: dict[str, Any]) -> dict[str, Any]:
-        self.engine.stop_record(str(req["chan"]), self.loop.time())
-        return {}
+    async def op_stop_record(self, op: mc.StopRecord) -> mc.Ack:
+        self.engine.stop_record(op.chan, self.loop.time())
+        return mc.Ack()
 
-    async def op_bridge(self, req: dict[str, Any]) -> dict[str, Any]:
-        self.engine.bridge(str(req["a"]), str(req["b"]), self.loop.time())
-        return {}
+    async def op_bridge(self, op: mc.Bridge) -> mc.Ack:
+        self.engine.bridge(op.a, op.b, self.loop.time())
+        return mc.Ack()
 
-    async def op_unbridge(self, req: dict[str, Any]) -> dict[str, Any]:
-        self.engine.unbridge(str(req["chan"]))
-        return {}
+    async def op_unbridge(self, op: mc.Unbridge) -> mc.Ack:
+        self.engine.unbridge(op.chan)
+        return mc.Ack()
 
-    async def op_echo(self, req: dict[str, Any]) -> dict[str, Any]:
-        self.engine.set_echo(str(req["chan"]), bool(req.get("on", True)), self.loop.time())
-        return {}
+    async def op_echo(self, op: mc.Echo) -> mc.Ack:
+        self.engine.set_echo(op.chan, op.on, self.loop.time())
+        return mc.Ack()
 
-    async def op_send_dtmf(self, req: dict[str, Any]) -> dict[str, Any]:
-        n = self.engine.send_dtmf(
-            str(req["chan"]),
-            str(req["digits"]),
-            self.loop.time(),
-            duration_ms=int(req.get("duration_ms", 100)),
-        )
-        return {"packets": n}
+    async def op_send_dtmf(self, op: mc.SendDtmf) -> mc.DtmfSent:
+        n = self.engine.send_dtmf(op.chan, op.digits, self.loop.time(), duration_ms=op.duration_ms)
+        return mc.DtmfSent(packets=n)
 
-    async def op_digit(self, req: dict[str, Any]) -> dict[str, Any]:
+    async def op_digit(self, op: mc.Digit) -> mc.Ack:
         """A key that came by signalling (SIP INFO): same event stream, same barge-in."""
-        self.engine.receive_digit(
-            str(req["chan"]), str(req["digit"]), str(req.get("method", "info")), self.loop.time()
+        self.engine.receive_digit(op.chan, op.digit, op.method, self.loop.time())
+        return mc.Ack()
+
+    async def op_stats(self, op: mc.GetStats) -> mc.Stats:
+        raw = self.engine.channel_stats(self.engine.get(op.chan))
+        return mc.Stats(stats=mc.ChannelStats(**raw))
+
+    async def op_server_stats(self, op: mc.ServerStats) -> mc.ServerStatus:
+        return mc.ServerStatus(
+            channels=len(self.engine.channels),
+            ticks=self.engine.ticks,
+            late_ticks=self.late_ticks,
+            ports_in_use=len(self.ports.in_use),
         )
-        return {}
 
-    async def op_stats(self, req: dict[str, Any]) -> dict[str, Any]:
-        if "chan" in req:
-            return {"stats": self.engine.channel_stats(self.engine.get(str(req["chan"])))}
-        return {
-            "channels": len(self.engine.channels),
-            "ticks": self.engine.ticks,
-            "late_ticks": self.late_ticks,
-            "ports_in_use": len(self.ports.in_use),
-        }
-
-    async def op_ping(self, req: dict[str, Any]) -> dict[str, Any]:
-        return {"pid": os.getpid()}
+    async def op_ping(self, op: mc.Ping) -> mc.Pong:
+        return mc.Pong(pid=os.getpid())
 
     def channel(self, chan_id: str) -> Channel:
         return self.engine.get(chan_id)
@@ -448,7 +458,7 @@ def _install_plugins(server: MediaServer) -> None:
     plugin.install(server)
 
 
-def _remote(value: Any) -> tuple[str, int] | None:
+def _remote(value: tuple[str, int] | None) -> tuple[str, int] | None:
     """A peer address from SDP: only IP literals are accepted (nothing is ever resolved)."""
     if value is None:
         return None
@@ -456,7 +466,7 @@ def _remote(value: Any) -> tuple[str, int] | None:
         host, port = str(value[0]), int(value[1])
         ipaddress.ip_address(host)
     except (ValueError, TypeError, IndexError) as exc:
-        raise MediaError(f"remote address must be [IP literal, port], got {value!r}") from exc
+        raise MediaError(f"remote address must be [IP literal, port], got {list(value)!r}") from exc
     if not 0 < port < 65536:
         raise MediaError(f"remote port {port} is out of range")
     return host, port
@@ -509,8 +519,8 @@ async def _serve_stdio(args: argparse.Namespace) -> int:
     )
     writer = asyncio.StreamWriter(w_transport, w_protocol, None, loop)
 
-    def send(obj: dict[str, Any]) -> None:
-        writer.write(json.dumps(obj, separators=(",", ":")).encode() + b"\n")
+    def send_event(event: mc.MediaEvent) -> None:
+        writer.write(mc.encode_event(event))
 
     low, _, high = args.ports.partition("-")
     server = MediaServer(
@@ -518,19 +528,19 @@ async def _serve_stdio(args: argparse.Namespace) -> int:
         port_min=int(low),
         port_max=int(high),
         prompt_dirs=args.prompts or [],
-        on_event=send,
+        on_event=send_event,
         rtp_timeout=args.rtp_timeout,
     )
     server.start()
-    send({"event": "ready", "pid": os.getpid(), "loop": type(loop).__module__})
+    send_event(mc.Ready(pid=os.getpid(), loop=type(loop).__module__))
 
     async def run(req: dict[str, Any]) -> None:
         rid = req.get("id")
         try:
-            reply = await server.handle(req)
-            send({"id": rid, "ok": True, **reply})
+            reply = await server.handle(mc.decode_request(req))
+            writer.write(mc.encode_reply(rid, reply))
         except (MediaError, KeyError, ValueError, TypeError) as exc:
-            send({"id": rid, "ok": False, "error": str(exc) or type(exc).__name__})
+            writer.write(mc.encode_error(rid, str(exc) or type(exc).__name__))
 
     pending: set[asyncio.Task[None]] = set()
     while True:
@@ -538,11 +548,9 @@ async def _serve_stdio(args: argparse.Namespace) -> int:
         if not line:
             break  # the signalling process went away: so do we
         try:
-            req = json.loads(line)
-            if not isinstance(req, dict):
-                raise ValueError("a request is a JSON object")
-        except ValueError as exc:
-            send({"id": None, "ok": False, "error": f"bad request line: {exc}"})
+            req = mc.decode_line(line)
+        except MediaError as exc:
+            writer.write(mc.encode_error(None, f"bad request line: {exc}"))
             continue
         task = loop.create_task(run(req))
         pending.add(task)

@@ -1,13 +1,15 @@
 """WebRTC legs inside the media process: one aiortc peer connection per ``samples`` channel.
 
-``install(server)`` adds four operations to the media server (``server.extra_ops``):
+``install(server)`` adds these operations (``control.py``) to the media server (``server.ops``):
 
-* ``webrtc_offer {chan, sdp}`` -> ``{sdp}``: a browser called us. Opens the engine channel
+* ``WebRtcOffer(chan, sdp)`` -> ``WebRtcSdp``: a browser called us. Opens the engine channel
   (``kind="samples"``), answers the browser's offer with PCMU only and returns the answer.
-* ``webrtc_make_offer {chan}`` -> ``{sdp}``: we call a browser (an agent's phone): our offer,
+* ``WebRtcMakeOffer(chan)`` -> ``WebRtcSdp``: we call a browser (an agent's phone): our offer,
   PCMU only.
-* ``webrtc_answer {chan, sdp}``: the browser's answer to that offer.
-* ``webrtc_close {chan}``: drop the peer connection and the channel (a declined ring).
+* ``WebRtcAnswer(chan, sdp)``: the browser's answer to that offer.
+* ``WebRtcClose(chan)`` -> ``Closed``: drop the peer connection and the channel (a declined
+  ring).
+* ``WebRtcStats(chan)`` -> ``WebRtcStatus``: the peer connection's state and queues.
 
 Audio: the engine's frames for the channel (``server.sample_sinks[chan]``, every 20 ms) go into
 a bounded queue that an outgoing ``MediaStreamTrack`` paces out at 8 kHz (silence when empty);
@@ -34,7 +36,7 @@ import fractions
 import ipaddress
 from collections import deque
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aioice.ice
 import av
@@ -49,6 +51,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 
 from media_gateway.audio.resample import resample
+from media_gateway.media import control as mc
 from media_gateway.media.engine import FRAME, PTIME, RATE, MediaError, Samples
 
 if TYPE_CHECKING:
@@ -208,7 +211,7 @@ class WebRtcPeer:
 
     def _on_state(self) -> None:
         if self.pc.connectionState == "failed" and not self._closed:
-            self.server.on_event({"event": "media_lost", "chan": self.chan, "reason": "ice"})
+            self.server.on_event(mc.MediaLost(chan=self.chan, reason="ice"))
 
     async def _read(self, track: MediaStreamTrack) -> None:
         loop = asyncio.get_running_loop()
@@ -280,8 +283,7 @@ class _Plugin:
         self.server = server
         self.peers: dict[str, WebRtcPeer] = {}
 
-    def _open(self, req: dict[str, Any]) -> WebRtcPeer:
-        chan = str(req["chan"])
+    def _open(self, chan: str) -> WebRtcPeer:
         if chan in self.peers:
             raise MediaError(f"channel {chan!r} already has a peer connection")
         server = self.server
@@ -293,66 +295,60 @@ class _Plugin:
 
     async def _fail(self, chan: str, exc: Exception) -> MediaError:
         with contextlib.suppress(MediaError):
-            await self.server.op_close({"chan": chan})
+            await self.server.op_close(mc.Close(chan=chan))
         return exc if isinstance(exc, MediaError) else MediaError(f"webrtc: {exc}")
 
     @staticmethod
-    def _sdp(req: dict[str, Any]) -> str:
-        sdp = req.get("sdp")
-        if not isinstance(sdp, str) or not sdp or len(sdp) > MAX_SDP:
+    def _sdp(sdp: str) -> str:
+        if not sdp or len(sdp) > MAX_SDP:
             raise MediaError("sdp must be a non-empty string of at most 64 KiB")
         return sdp
 
-    async def op_offer(self, req: dict[str, Any]) -> dict[str, Any]:
-        sdp = self._sdp(req)
-        peer = self._open(req)
+    async def op_offer(self, op: mc.WebRtcOffer) -> mc.WebRtcSdp:
+        sdp = self._sdp(op.sdp)
+        peer = self._open(op.chan)
         try:
             answer = await peer.answer(sdp)
         except Exception as exc:
             raise await self._fail(peer.chan, exc) from exc
-        return {"chan": peer.chan, "sdp": answer}
+        return mc.WebRtcSdp(chan=peer.chan, sdp=answer)
 
-    async def op_make_offer(self, req: dict[str, Any]) -> dict[str, Any]:
-        peer = self._open(req)
+    async def op_make_offer(self, op: mc.WebRtcMakeOffer) -> mc.WebRtcSdp:
+        peer = self._open(op.chan)
         try:
             offer = await peer.offer()
         except Exception as exc:
             raise await self._fail(peer.chan, exc) from exc
-        return {"chan": peer.chan, "sdp": offer}
+        return mc.WebRtcSdp(chan=peer.chan, sdp=offer)
 
-    async def op_answer(self, req: dict[str, Any]) -> dict[str, Any]:
-        chan = str(req["chan"])
-        peer = self.peers.get(chan)
+    async def op_answer(self, op: mc.WebRtcAnswer) -> mc.Ack:
+        peer = self.peers.get(op.chan)
         if peer is None:
-            raise MediaError(f"no webrtc peer on channel {chan!r}")
-        sdp = self._sdp(req)
+            raise MediaError(f"no webrtc peer on channel {op.chan!r}")
+        sdp = self._sdp(op.sdp)
         try:
             await peer.accept(sdp)
         except Exception as exc:
-            raise await self._fail(chan, exc) from exc
-        return {}
+            raise await self._fail(op.chan, exc) from exc
+        return mc.Ack()
 
-    async def op_close(self, req: dict[str, Any]) -> dict[str, Any]:
-        chan = str(req["chan"])
-        stats = None
-        if chan in self.server.engine.channels:
-            stats = (await self.server.op_close({"chan": chan})).get("stats")
-        else:
-            self.on_close(chan)
-        return {"stats": stats}
+    async def op_close(self, op: mc.WebRtcClose) -> mc.Closed:
+        if op.chan in self.server.engine.channels:
+            return await self.server.op_close(mc.Close(chan=op.chan))
+        self.on_close(op.chan)
+        return mc.Closed(stats=None)
 
-    async def op_stats(self, req: dict[str, Any]) -> dict[str, Any]:
-        chan = str(req["chan"])
-        peer = self.peers.get(chan)
+    async def op_stats(self, op: mc.WebRtcStats) -> mc.WebRtcStatus:
+        peer = self.peers.get(op.chan)
         if peer is None:
-            raise MediaError(f"no webrtc peer on channel {chan!r}")
-        return {
-            "connection": peer.pc.connectionState,
-            "ice": peer.pc.iceConnectionState,
-            "frames_in": peer.frames_in,
-            "queued_out": len(peer.track.queue),
-            "dropped_out": peer.track.dropped,
-        }
+            raise MediaError(f"no webrtc peer on channel {op.chan!r}")
+        return mc.WebRtcStatus(
+            connection=peer.pc.connectionState,
+            ice=peer.pc.iceConnectionState,
+            frames_in=peer.frames_in,
+            queued_out=len(peer.track.queue),
+            dropped_out=peer.track.dropped,
+        )
 
     def on_close(self, chan: str) -> None:
         peer = self.peers.pop(chan, None)
@@ -367,10 +363,10 @@ class _Plugin:
 def install(server: MediaServer) -> None:
     """Register the WebRTC operations and the close hook on ``server``."""
     plugin = _Plugin(server)
-    server.extra_ops["webrtc_offer"] = plugin.op_offer
-    server.extra_ops["webrtc_make_offer"] = plugin.op_make_offer
-    server.extra_ops["webrtc_answer"] = plugin.op_answer
-    server.extra_ops["webrtc_close"] = plugin.op_close
-    server.extra_ops["webrtc_stats"] = plugin.op_stats
+    server.ops[mc.WebRtcOffer] = plugin.op_offer
+    server.ops[mc.WebRtcMakeOffer] = plugin.op_make_offer
+    server.ops[mc.WebRtcAnswer] = plugin.op_answer
+    server.ops[mc.WebRtcClose] = plugin.op_close
+    server.ops[mc.WebRtcStats] = plugin.op_stats
     server.close_hooks.append(plugin.on_close)
     server.webrtc = plugin  # type: ignore[attr-defined]

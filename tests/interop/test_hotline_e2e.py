@@ -21,6 +21,7 @@ from hotline.config import parse_config
 from hotline.server import Hotline
 from media_gateway.audio.tones import silence, tone
 from media_gateway.audio.wav import read_wav
+from media_gateway.media.control import ServerStats
 from media_gateway.rtp.dtmf import DtmfSender
 from tests.interop.harness import free_port
 from tests.interop.media_harness import (
@@ -308,8 +309,8 @@ async def test_hang_ups_in_the_menu_and_in_the_queue_leave_correct_cases_and_not
     assert menu_case[-1][1].get("stage") == "ivr"
     assert center.waiting == {}
     assert center.engine.snapshot()["queues"]["support"]["waiting"] == 0
-    media = await gw.media.request("stats")
-    assert media["channels"] == 0, media
+    media = await gw.media.request(ServerStats())
+    assert media.channels == 0, media
 
 
 LOAD_CONFIG = """

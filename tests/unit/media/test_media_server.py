@@ -6,7 +6,7 @@ import asyncio
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -14,11 +14,14 @@ import uvloop
 
 from media_gateway.audio import tones
 from media_gateway.audio.wav import read_wav
+from media_gateway.media import control as mc
 from media_gateway.media.client import LocalMedia, MediaClient, MediaProcess
 from media_gateway.media.engine import FRAME, MediaError
 from media_gateway.media.server import RtpPortAllocator
 from media_gateway.rtp import g711
 from media_gateway.rtp.packet import RtpPacket
+
+E = TypeVar("E", bound=mc.ChannelEvent)
 
 
 def _sock() -> socket.socket:
@@ -35,19 +38,19 @@ async def _recv(s: socket.socket, n: int, within: float = 3.0) -> list[bytes]:
 
 class Events:
     def __init__(self, media: MediaClient, chan: str) -> None:
-        self.items: list[dict[str, Any]] = []
+        self.items: list[mc.ChannelEvent] = []
         self.arrived = asyncio.Event()
         media.subscribe(chan, self._on)
 
-    def _on(self, e: dict[str, Any]) -> None:
+    def _on(self, e: mc.ChannelEvent) -> None:
         self.items.append(e)
         self.arrived.set()
 
-    async def wait_for(self, kind: str, within: float = 5.0) -> dict[str, Any]:
+    async def wait_for(self, kind: type[E], within: float = 5.0) -> E:
         async with asyncio.timeout(within):
             while True:
                 for e in self.items:
-                    if e["event"] == kind:
+                    if isinstance(e, kind):
                         self.items.remove(e)
                         return e
                 self.arrived.clear()
@@ -57,10 +60,10 @@ class Events:
 async def _echo_play_record(media: MediaClient, tmp: Path) -> None:
     caller = _sock()
     try:
-        reply = await media.request("open", chan="c1", remote=list(caller.getsockname()))
-        port = reply["port"]
+        opened = await media.request(mc.Open(chan="c1", remote=caller.getsockname()))
+        port = opened.port
         events = Events(media, "c1")
-        await media.request("echo", chan="c1", on=True)
+        await media.request(mc.Echo(chan="c1", on=True))
         for i in range(5):
             caller.sendto(
                 RtpPacket(
@@ -73,16 +76,18 @@ async def _echo_play_record(media: MediaClient, tmp: Path) -> None:
         assert len({g.ssrc for g in got}) == 1 and got[0].ssrc != 5  # our own stream
 
         # A 400 ms tone played: 20 packets, every one, then play_done.
-        await media.request("play", chan="c1", spec="tone:1000:400", op_id="t", interruptible=False)
+        await media.request(
+            mc.Play(chan="c1", spec="tone:1000:400", op_id="t", interruptible=False)
+        )
         got = [RtpPacket.parse(d) for d in await _recv(caller, 20)]
         assert len(got) == 20
-        done = await events.wait_for("play_done")
-        assert (done["op"], done["reason"]) == ("t", "finished")
+        done = await events.wait_for(mc.PlayDone)
+        assert (done.op, done.reason) == ("t", "finished")
 
         # Record what the caller sends into a real WAV file; the stop key ends it.
         path = tmp / "rec" / "msg.wav"
         await media.request(
-            "record", chan="c1", path=str(path), max_seconds=10, stop_digits="#", op_id="r"
+            mc.Record(chan="c1", path=str(path), max_seconds=10, stop_digits="#", op_id="r")
         )
         signal = tones.tone([440.0], 0.6)
         for i in range(0, signal.size, FRAME):
@@ -95,19 +100,19 @@ async def _echo_play_record(media: MediaClient, tmp: Path) -> None:
             )
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.15)
-        await media.request("digit", chan="c1", digit="#", method="info")
-        done = await events.wait_for("record_done")
-        assert done["reason"] == "dtmf" and done.get("error") is None
+        await media.request(mc.Digit(chan="c1", digit="#", method="info"))
+        rec = await events.wait_for(mc.RecordDone)
+        assert rec.reason == "dtmf" and rec.error is None
         audio = read_wav(path)
         assert audio.rate == 8000
         assert 0.45 <= audio.samples.size / 8000 <= 0.9
         spectrum = np.abs(np.fft.rfft(audio.samples.astype(float)))
         assert abs(np.argmax(spectrum) * 8000 / audio.samples.size - 440) < 10
 
-        stats = (await media.request("close", chan="c1"))["stats"]
-        assert stats["packets_in"] >= 35
+        stats = (await media.request(mc.Close(chan="c1"))).stats
+        assert stats is not None and stats.packets_in >= 35
         with pytest.raises(MediaError):
-            await media.request("play", chan="c1", spec="beep")
+            await media.request(mc.Play(chan="c1", spec="beep"))
     finally:
         caller.close()
 
@@ -133,10 +138,8 @@ async def test_media_process_does_the_same_in_its_own_process(tmp_path: Path) ->
     try:
         assert media.pid > 0
         await _echo_play_record(media, tmp_path)
-        with pytest.raises(MediaError, match="unknown operation"):
-            await media.request("explode")
         with pytest.raises(MediaError, match="IP literal"):
-            await media.request("open", chan="x", remote=["example.com", 5000])
+            await media.request(mc.Open(chan="x", remote=("example.com", 5000)))
     finally:
         await media.close()
 
@@ -157,13 +160,13 @@ async def test_a_port_that_fails_to_bind_is_not_leaked() -> None:
     blocker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     blocker.bind(("127.0.0.1", 31400))  # someone else holds the first port
     try:
-        reply = await media.request("open", chan="a")
-        assert reply["port"] == 31402
+        reply = await media.request(mc.Open(chan="a"))
+        assert reply.port == 31402
         assert media.server is not None and 31400 not in media.server.ports.in_use
     finally:
         blocker.close()
-    await media.request("close", chan="a")
-    ports = [(await media.request("open", chan=f"c{i}"))["port"] for i in range(3)]
+    await media.request(mc.Close(chan="a"))
+    ports = [(await media.request(mc.Open(chan=f"c{i}"))).port or 0 for i in range(3)]
     assert sorted(ports) == [31400, 31402, 31404]
     await media.close()
 
@@ -180,7 +183,7 @@ async def test_the_media_process_outlives_a_group_sigterm_until_its_parent_lets_
         os.kill(media.pid, signal.SIGTERM)
         os.kill(media.pid, signal.SIGINT)
         await asyncio.sleep(0.3)
-        assert (await media.request("ping"))["pid"] == media.pid
+        assert (await media.request(mc.Ping())).pid == media.pid
         assert media.restarts == 0
     finally:
         await media.close()
