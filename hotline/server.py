@@ -34,10 +34,11 @@ from hotline.http.routes import build_http_app
 from hotline.logs import configure_logging
 from hotline.switch import ServiceSwitch
 from hotline.telemetry import EngineReadings, HotlineMetrics
+from media_gateway.calls import UaSettings
 from media_gateway.media.client import LocalMedia, MediaClient, MediaProcess
 from media_gateway.registrations import Registrations, RegistrationSettings
 from media_gateway.session import CallSession
-from media_gateway.ua import SipUserAgent, UaSettings
+from media_gateway.ua import SipUserAgent
 
 log = structlog.get_logger("hotline.server")
 

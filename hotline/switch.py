@@ -14,9 +14,10 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from hotline.config import Config
+from media_gateway.calls import InboundCall, Route
 from media_gateway.session import CallSession, keep_bridged
 from media_gateway.sip_leg import SipLeg
-from media_gateway.ua import InboundCall, Route, SipUserAgent
+from media_gateway.ua import SipUserAgent
 
 log = structlog.get_logger("hotline.switch")
 

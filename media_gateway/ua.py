@@ -22,11 +22,23 @@ import contextlib
 import ipaddress
 import random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
+from media_gateway.calls import (
+    CallRecord,
+    CallReport,
+    CallRouter,
+    InboundCall,
+    NullObserver,
+    Route,
+    Service,
+    UaObserver,
+    UaSettings,
+    Wire,
+)
+from media_gateway.dialplan import Destination, Destinations
 from media_gateway.media import control as mc
 from media_gateway.media.client import MediaClient
 from media_gateway.media.engine import MediaError
@@ -35,14 +47,14 @@ from media_gateway.rtp.dtmf import parse_info_body
 from media_gateway.sdp.offer_answer import NoCommonCodec, negotiated_media
 from media_gateway.sdp.session import SdpError, SessionDescription
 from media_gateway.session import CallSession, SessionEnded
-from media_gateway.sessions import Direction, SessionFactory
+from media_gateway.sessions import SessionFactory
 from media_gateway.sip import events as ev
 from media_gateway.sip.dialog import CallHandle
 from media_gateway.sip.endpoint import EndpointConfig, SipEndpoint
 from media_gateway.sip.errors import SipParseError
 from media_gateway.sip.headers import format_hostport, parse_name_addr
 from media_gateway.sip.message import SipRequest
-from media_gateway.sip.trunk import CallerIdRule, apply_caller_id, match_did, normalise_number
+from media_gateway.sip.trunk import match_did
 from media_gateway.sip.uri import parse_uri
 from media_gateway.sip_leg import SipLeg, media_update
 from media_gateway.transport import SipTransport
@@ -51,174 +63,6 @@ from media_gateway.trunk_registrations import Trunk, TrunkRegistrations
 log = structlog.get_logger("hotline.ua")
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, REFER, NOTIFY"
-
-Service = Callable[[CallSession], Awaitable[None]]
-"""What runs on an answered-or-about-to-be-answered inbound session until the call is over."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UaSettings:
-    """The user agent's own settings (the composition root fills them from configuration)."""
-
-    sip_host: str = "127.0.0.1"
-    """Address the SIP transports listen on."""
-    sip_port: int = 5060
-    public_host: str = "127.0.0.1"
-    """IP literal written into Contact and SDP."""
-    transports: tuple[str, ...] = ("udp", "tcp")
-    user_agent: str = "hotline"
-    max_server_transactions: int = 20000
-    """Past this many unanswered server transactions, new INVITEs get 503."""
-    retry_after: int = 5
-    max_loop_lag: float = 0.25
-    """Event-loop lag (seconds) past which new INVITEs get 503 + Retry-After."""
-    udp_receive_buffer: int = 4 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class InboundCall:
-    """What the service switch sees of a new INVITE."""
-
-    call_id: str
-    number: str
-    """The dialled number (Request-URI user), or the entry a trunk's DID maps it to."""
-    route: str
-    """``dialled``, or ``trunk:NAME`` when it came from a trunk's address with a known DID."""
-    caller: str
-    """The From user (the caller's number or SIP user)."""
-    source: tuple[str, int]
-    transport: str
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """The service switch's answer: which service runs the call."""
-
-    kind: str
-    """What the number is (``echo``, ``hotline``, ``queue``, ``extension``...): logs, metrics."""
-    service: Service
-
-
-class CallRouter(Protocol):
-    """The service switch: what a dialled number leads to."""
-
-    def route(self, call: InboundCall) -> Route | int:
-        """The service to run on the call, or a SIP status to refuse it with (404, 480...)."""
-        ...
-
-
-class UaObserver(Protocol):
-    """What the user agent reports for the metrics."""
-
-    def sip_request(self, method: str) -> None:
-        """A request received, by method."""
-        ...
-
-    def registration(self, outcome: str) -> None:
-        """A REGISTER answered: ``challenged``, ``bad_request`` or the status."""
-        ...
-
-    def call_setup(self, seconds: float) -> None:
-        """An inbound call answered: INVITE received -> 200 OK sent."""
-        ...
-
-    def call_ended(self, direction: str, outcome: str) -> None: ...
-
-
-class Wire(Protocol):
-    """What carries the endpoint's datagrams: ``transport.SipTransport`` on real sockets, or an
-    in-memory pair in the unit tests. ``pump()`` delivers events and sends what is queued."""
-
-    loop_lag: float
-
-    def pump(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-
-class _NoObserver:
-    def sip_request(self, method: str) -> None:
-        pass
-
-    def registration(self, outcome: str) -> None:
-        pass
-
-    def call_setup(self, seconds: float) -> None:
-        pass
-
-    def call_ended(self, direction: str, outcome: str) -> None:
-        pass
-
-
-@dataclass(slots=True, kw_only=True)
-class CallRecord:
-    """What the user agent keeps about one SIP call in progress (either direction)."""
-
-    call_id: str
-    direction: Direction
-    entry: str
-    """``inbound``: the number's service kind as the switch named it; ``dial`` for outbound."""
-    caller: str
-    dialled: str
-    started: float
-    handle: CallHandle | None = None
-    chan: str = ""
-    """The call's media channel in the media process ("" until opened, or once closed)."""
-    leg: SipLeg | None = None
-    session: CallSession | None = None
-    answered_at: float | None = None
-    outcome: str = ""
-    route: str = "dialled"
-    source: tuple[str, int] | None = None
-    agent: str = ""
-    """Outbound: the user whose phone was called."""
-    trunk: str = ""
-    caller_id: str = ""
-    offer: SessionDescription | None = None
-    """Outbound: our SDP offer, until the answer arrives."""
-    answered: asyncio.Future[None] | None = None
-    """Outbound: resolved once the answer's media is applied."""
-    done: asyncio.Future[CallReport] | None = None
-    """Resolved when the call ends."""
-
-
-@dataclass(frozen=True, slots=True)
-class CallReport:
-    """How an outbound test call went (``POST /api/dial``)."""
-
-    call_id: str
-    outcome: str
-    talk_seconds: float = 0.0
-    agent: str = ""
-    trunk: str = ""
-    caller_id: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "call_id": self.call_id,
-            "outcome": self.outcome,
-            "talk_seconds": self.talk_seconds,
-        }
-        for key in ("agent", "trunk", "caller_id"):
-            if getattr(self, key):
-                out[key] = getattr(self, key)
-        return out
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Destination:
-    """Where and how to send an outbound INVITE."""
-
-    uri: str
-    dest: tuple[str, int]
-    transport: str = "udp"
-    to_uri: str
-    from_uri: str
-    from_display: str | None = "hotline"
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    agent: str = ""
-    trunk: str = ""
-    caller_id: str = ""
 
 
 class SipUserAgent:
@@ -261,7 +105,7 @@ class SipUserAgent:
         """Maps a dialled target (an agent's id or extension) to the SIP user to ring."""
         self.known_users = known_users
         self.trunks = list(trunks)
-        self.observer: UaObserver = observer or _NoObserver()
+        self.observer: UaObserver = observer or NullObserver()
         self._sessions = SessionFactory(media, language=language, rerouter=self.reroute)
         self.trunk_registrations = TrunkRegistrations(
             self.trunks,
@@ -269,6 +113,12 @@ class SipUserAgent:
             local_host=settings.public_host,
             local_port=settings.sip_port,
             rng=self.rng,
+            clock=self.loop.time,
+        )
+        self.destinations = Destinations(
+            public_host=settings.public_host,
+            registrations=registrations,
+            trunks=self.trunks,
             clock=self.loop.time,
         )
         self.calls: dict[CallHandle, CallRecord] = {}
@@ -863,57 +713,6 @@ class SipUserAgent:
 
     # -- outbound calls (UAC) ----------------------------------------------------------------
 
-    def _user_destination(self, user: str, caller: str) -> _Destination:
-        bindings = self._registrations.contacts(user, self.loop.time())
-        if not bindings:
-            raise LookupError(f"agent {user!r} has no registered phone")
-        b = bindings[0]
-        host = self.settings.public_host
-        return _Destination(
-            uri=str(b.contact),
-            dest=b.source,
-            transport=b.transport,
-            to_uri=f"sip:{user}@{host}",
-            from_uri=f"sip:{caller}@{host}",
-            agent=user,
-        )
-
-    def _trunk_destination(self, number: str, trunk_name: str, caller: str) -> _Destination:
-        """Where and how to call ``number`` through a trunk (caller-id rules applied)."""
-        trunk = next((t for t in self.trunks if t.name == trunk_name), None)
-        if trunk is None:
-            raise LookupError(f"no trunk {trunk_name!r}")
-        dialled = normalise_number(number)
-        if len(dialled.lstrip("+")) < 2:
-            raise ValueError(f"not a dialable number: {number!r}")
-        rule = CallerIdRule(
-            number=trunk.caller_id,
-            display=trunk.caller_id_display,
-            withhold=trunk.withhold_caller_id,
-        )
-        shown, display, headers = apply_caller_id(rule, caller or "hotline", None)
-        host = format_hostport(trunk.address[0], trunk.address[1])
-        uri = f"sip:{dialled}@{host};user=phone"
-        return _Destination(
-            uri=uri,
-            dest=trunk.address,
-            to_uri=uri,
-            from_uri=f"sip:{shown}@{self.settings.public_host}",
-            from_display=display,
-            headers=headers,
-            trunk=trunk.name,
-            caller_id=shown,
-        )
-
-    def _uri_destination(self, uri_text: str, dest: tuple[str, int], caller: str) -> _Destination:
-        ipaddress.ip_address(dest[0])  # ValueError for names: we resolve nothing
-        return _Destination(
-            uri=uri_text,
-            dest=dest,
-            to_uri=uri_text,
-            from_uri=f"sip:{caller}@{self.settings.public_host}",
-        )
-
     async def originate(
         self, target: str, *, ring_timeout: float = 30.0, caller: str = "hotline"
     ) -> CallSession | None:
@@ -926,12 +725,12 @@ class SipUserAgent:
             phone = self._registrations.browser_phones.get(user)
             if phone is not None:
                 return await phone.ring(caller, ring_timeout)
-            _, session = await self._invite(self._user_destination(user, caller), ring_timeout)
+            _, session = await self._invite(self.destinations.user(user, caller), ring_timeout)
             return session
         digits = target.lstrip("+")
         if digits.isdigit() and len(digits) >= 5 and self.trunks:
             # A phone number (a callback to a PSTN caller): out through the first trunk.
-            dest = self._trunk_destination(target, self.trunks[0].name, "")
+            dest = self.destinations.trunk(target, self.trunks[0].name, "")
             _, session = await self._invite(dest, ring_timeout)
             return session
         try:
@@ -940,7 +739,7 @@ class SipUserAgent:
             raise ValueError(f"cannot call {target!r}: {exc}") from exc
         if uri.scheme not in ("sip", "sips"):
             raise ValueError(f"cannot call {target!r}: only agents and sip: URIs")
-        dest = self._uri_destination(target, (uri.host, uri.port or 5060), caller)
+        dest = self.destinations.uri(target, (uri.host, uri.port or 5060), caller)
         _, session = await self._invite(dest, ring_timeout)
         return session
 
@@ -961,12 +760,12 @@ class SipUserAgent:
         if agent is not None:
             if not self._registrations.contacts(agent, self.loop.time()):
                 return CallReport("", "not_registered", agent=agent)
-            destination = self._user_destination(agent, "hotline")
+            destination = self.destinations.user(agent, "hotline")
         elif number is not None and trunk is not None:
-            destination = self._trunk_destination(number, trunk, caller)
+            destination = self.destinations.trunk(number, trunk, caller)
             ring_timeout = max(ring_timeout, 60.0)
         elif uri is not None and dest is not None:
-            destination = self._uri_destination(uri, dest, "hotline")
+            destination = self.destinations.uri(uri, dest, "hotline")
         else:
             raise ValueError("a test call needs an agent, a uri and dest, or a number and trunk")
         record, session = await self._invite(destination, ring_timeout)
@@ -979,7 +778,7 @@ class SipUserAgent:
         return await asyncio.wait_for(asyncio.shield(record.done), 40)
 
     async def _invite(
-        self, d: _Destination, ring_timeout: float
+        self, d: Destination, ring_timeout: float
     ) -> tuple[CallRecord, CallSession | None]:
         record = CallRecord(
             call_id="",

@@ -47,9 +47,7 @@ strategy = "longest-idle"
 
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[tuple[TestClient, Hotline]]:
-    config = parse_config(
-        CONFIG.format(sip=free_port(), data=tmp_path / "data"), file="site.toml"
-    )
+    config = parse_config(CONFIG.format(sip=free_port(), data=tmp_path / "data"), file="site.toml")
     hotline = Hotline(config)
     await hotline.start()
     try:
@@ -158,9 +156,7 @@ async def test_metrics_parse_with_prometheus_own_parser_and_count_sip_traffic(
 
     assert families["hotline_sip_requests"].type == "counter"
     assert value("hotline_sip_requests_total", "hotline_sip_requests", method="REGISTER") == 1
-    assert (
-        value("hotline_registrations_total", "hotline_registrations", outcome="challenged") == 1
-    )
+    assert value("hotline_registrations_total", "hotline_registrations", outcome="challenged") == 1
     assert families["hotline_call_setup_seconds"].type == "histogram"
     assert value("hotline_calls_active", "hotline_calls_active") == 0
     assert value("hotline_queue_waiting_calls", "hotline_queue_waiting_calls", queue="sales") == 0

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from media_gateway.calls import InboundCall, Route, Service, UaSettings
 from media_gateway.media.client import LocalMedia
 from media_gateway.registrations import Registrations, RegistrationSettings
 from media_gateway.sdp.offer_answer import make_offer
@@ -35,7 +36,7 @@ from media_gateway.sip.dialog import CallHandle
 from media_gateway.sip.endpoint import EndpointConfig, SipEndpoint
 from media_gateway.sip.message import SipRequest, SipResponse
 from media_gateway.sip.parser import parse_message
-from media_gateway.ua import InboundCall, Route, Service, SipUserAgent, UaSettings
+from media_gateway.ua import SipUserAgent
 
 UA_ADDR = ("127.0.0.1", 5060)
 RTP_PORTS = (41000, 41999)

@@ -1,0 +1,101 @@
+"""Where and how an outbound INVITE goes (the user agent's UAC side, without I/O).
+
+A user's call goes to their best registered binding, at the address it registered from (never a
+host named in its Contact); a number goes through a trunk with the trunk's caller-id rules
+(``sip/trunk.py``); a ``sip:`` URI only to an IP literal, since nothing is ever resolved.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from media_gateway.registrations import Registrations
+from media_gateway.sip.headers import format_hostport
+from media_gateway.sip.trunk import CallerIdRule, apply_caller_id, normalise_number
+from media_gateway.trunk_registrations import Trunk
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Destination:
+    """Where and how to send an outbound INVITE."""
+
+    uri: str
+    dest: tuple[str, int]
+    transport: str = "udp"
+    to_uri: str
+    from_uri: str
+    from_display: str | None = "hotline"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    agent: str = ""
+    trunk: str = ""
+    caller_id: str = ""
+
+
+class Destinations:
+    """Builds a ``Destination`` for a user, a number through a trunk, or a URI at an address."""
+
+    def __init__(
+        self,
+        *,
+        public_host: str,
+        registrations: Registrations,
+        trunks: Sequence[Trunk],
+        clock: Callable[[], float],
+    ) -> None:
+        self.public_host = public_host
+        self.registrations = registrations
+        self.trunks = list(trunks)
+        self.clock = clock
+
+    def user(self, user: str, caller: str) -> Destination:
+        bindings = self.registrations.contacts(user, self.clock())
+        if not bindings:
+            raise LookupError(f"agent {user!r} has no registered phone")
+        b = bindings[0]
+        host = self.public_host
+        return Destination(
+            uri=str(b.contact),
+            dest=b.source,
+            transport=b.transport,
+            to_uri=f"sip:{user}@{host}",
+            from_uri=f"sip:{caller}@{host}",
+            agent=user,
+        )
+
+    def trunk(self, number: str, trunk_name: str, caller: str) -> Destination:
+        """Where and how to call ``number`` through a trunk (caller-id rules applied)."""
+        trunk = next((t for t in self.trunks if t.name == trunk_name), None)
+        if trunk is None:
+            raise LookupError(f"no trunk {trunk_name!r}")
+        dialled = normalise_number(number)
+        if len(dialled.lstrip("+")) < 2:
+            raise ValueError(f"not a dialable number: {number!r}")
+        rule = CallerIdRule(
+            number=trunk.caller_id,
+            display=trunk.caller_id_display,
+            withhold=trunk.withhold_caller_id,
+        )
+        shown, display, headers = apply_caller_id(rule, caller or "hotline", None)
+        host = format_hostport(trunk.address[0], trunk.address[1])
+        uri = f"sip:{dialled}@{host};user=phone"
+        return Destination(
+            uri=uri,
+            dest=trunk.address,
+            to_uri=uri,
+            from_uri=f"sip:{shown}@{self.public_host}",
+            from_display=display,
+            headers=headers,
+            trunk=trunk.name,
+            caller_id=shown,
+        )
+
+    def uri(self, uri_text: str, dest: tuple[str, int], caller: str) -> Destination:
+        ipaddress.ip_address(dest[0])  # ValueError for names: we resolve nothing
+        return Destination(
+            uri=uri_text,
+            dest=dest,
+            to_uri=uri_text,
+            from_uri=f"sip:{caller}@{self.public_host}",
+        )
