@@ -26,6 +26,7 @@ is bounded by a call count and a timeout, and the search by a step count and a t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -303,11 +304,9 @@ def _settle(server: Server, timeout: float = 30.0) -> None:
     """Wait (bounded) until the service has no call left, then a second more."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(OSError):
             if server.api("/api/debug/sip")["active_calls"] == 0:
                 break
-        except OSError:
-            pass
         time.sleep(0.25)
     time.sleep(1.0)
 

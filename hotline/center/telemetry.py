@@ -69,5 +69,3 @@ class QueueTelemetry:
                 m.queue_voicemail(queue, waited)
             case "call_left" | "call_overflowed" | "call_ended":
                 self._joined.pop(call, None)
-            case _:
-                pass
