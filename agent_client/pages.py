@@ -14,10 +14,11 @@ STATIC = Path(__file__).resolve().parent / "static"
 AGENT_PAGE = STATIC / "agent.html"
 
 
-def add_routes(app: web.Application) -> None:
+async def agent_page(request: web.Request) -> web.FileResponse:
     """``GET /agent``: the browser phone for an agent."""
+    return web.FileResponse(AGENT_PAGE, headers={"Cache-Control": "no-cache"})
 
-    async def agent_page(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(AGENT_PAGE, headers={"Cache-Control": "no-cache"})
 
+def add_routes(app: web.Application) -> None:
+    """``GET /agent`` on ``app``."""
     app.router.add_get("/agent", agent_page)

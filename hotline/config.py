@@ -171,6 +171,8 @@ class AgentAccount:
     skills: Mapping[str, int] = field(default_factory=dict)
     queues: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
+    role: str = "agent"
+    """``agent``, ``supervisor`` (also takes calls) or ``admin``: what the staff API allows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,6 +432,9 @@ class AgentModel(AgentRouting):
         str, AfterValidator(_password), WithJsonSchema({"type": "string", "minLength": 4})
     ]
     extension: str = ""
+    role: Literal["agent", "supervisor", "admin"] = "agent"
+    """What this staff member may do through the API: ``agent`` (their own work),
+    ``supervisor`` (the floor, routing, anyone's state; also takes calls), ``admin`` (all)."""
 
     def account(self) -> AgentAccount:
         return AgentAccount(
@@ -440,6 +445,7 @@ class AgentModel(AgentRouting):
             skills=dict(self.skills),
             queues=tuple(self.queues),
             groups=tuple(self.groups),
+            role=self.role,
         )
 
     def routing(self) -> AgentRouting:

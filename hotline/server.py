@@ -28,6 +28,7 @@ import structlog
 from aiohttp import web
 
 from hotline import native_hook
+from hotline.auth import StaffAuth
 from hotline.center import ContactCenter
 from hotline.config import Config
 from hotline.http.routes import build_http_app
@@ -78,6 +79,7 @@ class Hotline:
         self.config = config
         server, sip = config.server, config.sip
         self.metrics = HotlineMetrics()
+        self.auth = StaffAuth(config, operator_token=os.environ.get("HOTLINE_OPERATOR_TOKEN"))
         self.media = media_client(config)
         self.registrations = Registrations(
             RegistrationSettings(

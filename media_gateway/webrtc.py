@@ -28,8 +28,9 @@ import contextlib
 import itertools
 import json
 import secrets
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from aiohttp import WSMsgType, web
@@ -303,8 +304,17 @@ def _check_login(host: SessionHost, msg: dict[str, Any] | None) -> str | None:
     return agent if host.registrations.check_password(agent, password) else None
 
 
-def add_routes(app: web.Application, host: SessionHost) -> None:
-    """The WebRTC sockets and pages on the HTTP API."""
+class WebRtcHandlers(NamedTuple):
+    """The aiohttp handlers of the WebRTC sockets and the caller's page (mounted by the
+    service's route table, which adds its access rules)."""
+
+    ws_call: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ws_agent: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    call_page: Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def handlers(host: SessionHost) -> WebRtcHandlers:
+    """The WebRTC sockets and pages, for the HTTP API."""
 
     def socket() -> web.WebSocketResponse:
         return web.WebSocketResponse(heartbeat=30.0, max_msg_size=MAX_MESSAGE)
@@ -344,6 +354,12 @@ def add_routes(app: web.Application, host: SessionHost) -> None:
     async def call_page(request: web.Request) -> web.FileResponse:
         return web.FileResponse(CALL_PAGE, headers={"Cache-Control": "no-cache"})
 
-    app.router.add_get("/ws/call", ws_call)
-    app.router.add_get("/ws/agent", ws_agent)
-    app.router.add_get("/call", call_page)
+    return WebRtcHandlers(ws_call, ws_agent, call_page)
+
+
+def add_routes(app: web.Application, host: SessionHost) -> None:
+    """``GET /ws/call``, ``GET /ws/agent`` and ``GET /call`` on ``app``."""
+    h = handlers(host)
+    app.router.add_get("/ws/call", h.ws_call)
+    app.router.add_get("/ws/agent", h.ws_agent)
+    app.router.add_get("/call", h.call_page)

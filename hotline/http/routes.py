@@ -19,19 +19,25 @@ Every error is one JSON shape (hotline/http/middleware.py); every request is one
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import hdrs, web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent_client import pages as agent_pages
 from hotline.config import parse_hostport
-from hotline.http.cases import add_center_routes
-from hotline.http.middleware import access_log_middleware, api_error, error_middleware, read_json
+from hotline.http.api import API_KEY, Access, Api, ApiCall
+from hotline.http.cases import declare as declare_center_routes
+from hotline.http.middleware import access_log_middleware, api_error, error_middleware
 from media_gateway import webrtc
 
 if TYPE_CHECKING:
     from hotline.server import Hotline
+
+
+class Health(BaseModel):
+    status: str
 
 
 class DialRequest(BaseModel):
@@ -68,29 +74,95 @@ class DialRequest(BaseModel):
         return self
 
 
+def _version() -> str:
+    try:
+        return version("hotline")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def build_api(hotline: Hotline) -> Api:
+    """Every route of the service, declared once (hotline/http/api.py)."""
+    api = Api(title="hotline", version=_version(), authenticator=hotline.auth)
+    declare(api, hotline)
+    declare_center_routes(api, hotline)
+    return api
+
+
 def build_http_app(hotline: Hotline) -> web.Application:
     app = web.Application(middlewares=[access_log_middleware, error_middleware])
+    app[API_KEY] = api = build_api(hotline)
+    api.mount(app)
+    return app
+
+
+def declare(api: Api, hotline: Hotline) -> None:
+    """The node's own routes: health, metrics, SIP state, test calls, WebRTC pages."""
     ua = hotline.ua
     users = [a.id for a in hotline.config.agents]
+    rtc = webrtc.handlers(ua)
 
-    async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+    @api.route("GET", "/healthz", access=Access.PUBLIC, summary="Liveness", response=Health)
+    async def healthz(call: ApiCall) -> Health:
+        return Health(status="ok")
 
-    async def metrics(request: web.Request) -> web.Response:
+    @api.route(
+        "GET",
+        "/metrics",
+        access=Access.METRICS,
+        summary="Prometheus metrics (text exposition format)",
+        raw=True,
+        raw_content_type="text/plain",
+    )
+    async def metrics(call: ApiCall) -> web.Response:
         body, content_type = hotline.metrics.render()
         return web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
 
-    async def registrations(request: web.Request) -> web.Response:
-        return web.json_response(hotline.registrations.snapshot(users, ua.loop.time()))
+    @api.route(
+        "GET",
+        "/api/registrations",
+        access=Access.SUPERVISOR,
+        summary="Registered softphones and browser phones",
+        tags=["sip"],
+        response=list[dict[str, Any]],
+    )
+    async def registrations(call: ApiCall) -> list[dict[str, Any]]:
+        return hotline.registrations.snapshot(users, ua.loop.time())
 
-    async def trunks(request: web.Request) -> web.Response:
-        return web.json_response(ua.trunk_registrations.snapshot())
+    @api.route(
+        "GET",
+        "/api/trunks",
+        access=Access.SUPERVISOR,
+        summary="PSTN trunks and their registration state",
+        tags=["sip"],
+        response=list[dict[str, Any]],
+    )
+    async def trunks(call: ApiCall) -> list[dict[str, Any]]:
+        return ua.trunk_registrations.snapshot()
 
-    async def calls(request: web.Request) -> web.Response:
-        return web.json_response(ua.calls_snapshot())
+    @api.route(
+        "GET",
+        "/api/calls",
+        access=Access.SUPERVISOR,
+        summary="Calls in progress",
+        tags=["sip"],
+        response=list[dict[str, Any]],
+    )
+    async def calls(call: ApiCall) -> list[dict[str, Any]]:
+        return ua.calls_snapshot()
 
-    async def dial(request: web.Request) -> web.Response:
-        body = await read_json(request, DialRequest)
+    @api.route(
+        "POST",
+        "/api/dial",
+        access=Access.ADMIN,
+        summary="Place a test call (an agent's phone, a SIP URI, or a number through a trunk)",
+        tags=["sip"],
+        body=DialRequest,
+        response=dict[str, Any],
+        errors=[404],
+    )
+    async def dial(call: ApiCall) -> dict[str, Any]:
+        body: DialRequest = call.body
         try:
             if body.agent is not None:
                 if hotline.config.agent(body.agent) is None:
@@ -114,21 +186,66 @@ def build_http_app(hotline: Hotline) -> web.Application:
             raise api_error(404, "not_found", str(exc).strip("'\"")) from None
         except ValueError as exc:
             raise api_error(422, "cannot_dial", str(exc)) from None
-        return web.json_response(report.as_dict())
+        return report.as_dict()
 
-    async def debug_sip(request: web.Request) -> web.Response:
+    @api.route(
+        "GET",
+        "/api/debug/sip",
+        access=Access.ADMIN,
+        summary="Calls, dialogs, transactions and tasks held (leak checks)",
+        tags=["sip"],
+        response=dict[str, int],
+    )
+    async def debug_sip(call: ApiCall) -> dict[str, int]:
         stats = ua.debug_counts()
         stats["tasks"] = len(asyncio.all_tasks())
-        return web.json_response(stats)
+        return stats
 
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/api/registrations", registrations)
-    app.router.add_get("/api/calls", calls)
-    app.router.add_get("/api/trunks", trunks)
-    app.router.add_post("/api/dial", dial)
-    app.router.add_get("/api/debug/sip", debug_sip)
-    webrtc.add_routes(app, ua)
-    agent_pages.add_routes(app)
-    add_center_routes(app, hotline.center)
-    return app
+    @api.route(
+        "GET",
+        "/call",
+        access=Access.PUBLIC,
+        summary="The caller's WebRTC page",
+        tags=["pages"],
+        raw=True,
+        raw_content_type="text/html",
+    )
+    async def call_page(call: ApiCall) -> web.StreamResponse:
+        return await rtc.call_page(call.request)
+
+    @api.route(
+        "GET",
+        "/ws/call",
+        access=Access.PUBLIC,
+        summary="The caller's WebRTC socket (a public caller, like a phone call)",
+        tags=["pages"],
+        raw=True,
+        raw_content_type="application/octet-stream",
+    )
+    async def ws_call(call: ApiCall) -> web.StreamResponse:
+        return await rtc.ws_call(call.request)
+
+    @api.route(
+        "GET",
+        "/agent",
+        access=Access.PUBLIC,
+        summary="The agent's browser phone page (it signs in itself)",
+        tags=["pages"],
+        raw=True,
+        raw_content_type="text/html",
+    )
+    async def agent_page(call: ApiCall) -> web.StreamResponse:
+        return await agent_pages.agent_page(call.request)
+
+    @api.route(
+        "GET",
+        "/ws/agent",
+        access=Access.OWN_AUTH,
+        summary="The agent's browser phone socket",
+        description="Signs in on its first message with the agent's id and SIP password.",
+        tags=["pages"],
+        raw=True,
+        raw_content_type="application/octet-stream",
+    )
+    async def ws_agent(call: ApiCall) -> web.StreamResponse:
+        return await rtc.ws_agent(call.request)

@@ -10,8 +10,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from hotline.auth import StaffAuth
 from hotline.center import ContactCenter
 from hotline.config import load_config
+from hotline.http.api import Api
 from hotline.http.cases import add_center_routes
 from hotline.http.middleware import error_middleware
 from media_gateway.session import CallSession
@@ -27,6 +29,7 @@ process = false
 id = "alice"
 password = "pw-alice"
 queues = ["sales"]
+role = "admin"
 
 [entry_points]
 "1000" = {{ kind = "hotline" }}
@@ -70,9 +73,15 @@ async def client(tmp_path: Path) -> AsyncIterator[tuple[TestClient, ContactCente
     config = load_config(path)
     center = ContactCenter(config, NoPhones())
     await center.start()
+    auth = StaffAuth(config)
+    api = Api(authenticator=auth)
+    add_center_routes(api, center)
     app = web.Application(middlewares=[error_middleware])
-    add_center_routes(app, center)
-    async with TestClient(TestServer(app, host="127.0.0.1")) as c:
+    api.mount(app)
+    token = auth.issue_token("alice")
+    async with TestClient(
+        TestServer(app, host="127.0.0.1"), headers={"Authorization": f"Bearer {token}"}
+    ) as c:
         yield c, center, path
     await center.close()
 
@@ -120,4 +129,4 @@ async def test_the_live_acd_state_and_case_trails_are_served(
     missing = await c.get("/api/cases/999999")
     assert missing.status == 404
     assert (await missing.json())["error"]["code"] == "no_such_case"
-    assert (await c.get("/api/cases/abc")).status == 400
+    assert (await c.get("/api/cases/abc")).status == 422

@@ -10,6 +10,7 @@ import contextlib
 import csv
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -23,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 SCENARIOS = Path(__file__).parent / "scenarios"
+
+OPERATOR_TOKEN = secrets.token_urlsafe(24)
+"""Given to every ``hotline serve`` this harness starts (``HOTLINE_OPERATOR_TOKEN``):
+``Server.api`` calls the API with it."""
 
 
 def free_port(kind: int = socket.SOCK_DGRAM, *, pair: bool = False) -> int:
@@ -60,12 +65,16 @@ class Server:
         return f"127.0.0.1:{self.sip_port}"
 
     def api(self, path: str, *, method: str = "GET", body: Any = None) -> Any:
+        """Call the service's API with the operator token (admin rights)."""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(
             f"http://127.0.0.1:{self.http_port}{path}",
             data=data,
             method=method,
-            headers={"Content-Type": "application/json"},
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {OPERATOR_TOKEN}",
+            },
         )
         with urllib.request.urlopen(req, timeout=10) as resp:  # loopback only
             return json.loads(resp.read() or b"null")
@@ -136,7 +145,12 @@ def start_server(
         cmd[4:4] = ["--config", str(cfg)]
     if netns:
         cmd = ["ip", "netns", "exec", netns, *cmd]
-    env = {**os.environ, "HOTLINE_LOG_FORMAT": "json", **(extra_env or {})}
+    env = {
+        **os.environ,
+        "HOTLINE_LOG_FORMAT": "json",
+        "HOTLINE_OPERATOR_TOKEN": OPERATOR_TOKEN,
+        **(extra_env or {}),
+    }
     log_file = log_path.open("wb")
     proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 30
