@@ -516,6 +516,7 @@ def build_openapi(api: Api, *, servers: list[dict[str, str]]) -> dict[str, Any]:
                 "description": _STATUS_TEXT.get(status, "Error"),
                 "content": {JSON_CONTENT_TYPE: {"schema": error_ref}},
             }
+        op["responses"] = responses
         if e.access not in (Access.PUBLIC, Access.OWN_AUTH):
             op["security"] = (
                 [{"metrics": []}, {}]

@@ -29,6 +29,7 @@ from agent_client import pages as agent_pages
 from hotline.config import parse_hostport
 from hotline.http.api import API_KEY, Access, Api, ApiCall
 from hotline.http.cases import declare as declare_center_routes
+from hotline.http.docs import declare as declare_docs
 from hotline.http.middleware import access_log_middleware, api_error, error_middleware
 from media_gateway import webrtc
 
@@ -86,6 +87,7 @@ def build_api(hotline: Hotline) -> Api:
     api = Api(title="hotline", version=_version(), authenticator=hotline.auth)
     declare(api, hotline)
     declare_center_routes(api, hotline)
+    declare_docs(api, hotline)
     return api
 
 
@@ -194,9 +196,9 @@ def declare(api: Api, hotline: Hotline) -> None:
         access=Access.ADMIN,
         summary="Calls, dialogs, transactions and tasks held (leak checks)",
         tags=["sip"],
-        response=dict[str, int],
+        response=dict[str, Any],
     )
-    async def debug_sip(call: ApiCall) -> dict[str, int]:
+    async def debug_sip(call: ApiCall) -> dict[str, Any]:
         stats = ua.debug_counts()
         stats["tasks"] = len(asyncio.all_tasks())
         return stats
