@@ -90,7 +90,7 @@ async def test_every_mounted_route_is_declared_with_an_access_rule(
     client, _, api = service
     declared = {(e.method, e.path) for e in api.endpoints}
     mounted = set()
-    for route in client.app.router.routes():  # type: ignore[union-attr]
+    for route in client.app.router.routes():
         info = route.resource.get_info() if route.resource is not None else {}
         path = info.get("path") or info.get("formatter") or info.get("prefix")
         mounted.add((route.method, path))

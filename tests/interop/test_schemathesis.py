@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.core.result import Err
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -74,6 +75,8 @@ def test_no_operation_answers_5xx_or_breaks_its_schema(server: Server, tmp_path:
     tried: list[str] = []
     failures: list[str] = []
     for result in schema.get_all_operations():
+        if isinstance(result, Err):
+            raise result.err()
         operation = result.ok()
         tried.append(operation.label)
 
