@@ -9,10 +9,15 @@ No I/O and no clock here: ``at``/``now`` are passed in.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, get_args
 
-CaseType = Literal["complaint", "fault", "consultation", "query", "suggestion", "callback", "care"]
+CaseType = Literal[
+    "complaint", "fault", "consultation", "query", "care", "revisit", "suggestion", "callback"
+]
+"""The one list of case types: the seeds' seven, and ``callback`` (a caller's callback request,
+written by earlier releases for voicemail work)."""
 CaseStatus = Literal["open", "in_progress", "pending", "resolved", "closed"]
 Channel = Literal["sip", "trunk", "webrtc", "voicemail", "other"]
 
@@ -47,8 +52,21 @@ EVENT_KINDS: Final[frozenset[str]] = frozenset(
         "queue_changed",
         "disposition_set",
         "reopened",
+        "recording",
+        "recording_expired",
+        "call_control",
     }
 )
+
+#: ``recording`` attaches a recorded conversation to the case (data: ``recording_id``,
+#: ``seconds``, ``agent``...); ``recording_expired`` says its retention deleted it.
+#: ``GET /api/cases/{id}`` lists them apart, as the case's recordings.
+RECORDING_EVENT_KINDS: Final[frozenset[str]] = frozenset({"recording"})
+
+#: The statuses a case is in while someone works on it; an answered call's case moves to
+#: ``in_progress`` with the answering agent as owner (:func:`answer_changes`) and stays there
+#: until somebody resolves or closes it (its disposition is set apart, at wrap-up).
+WORKED_STATUS: Final = "in_progress"
 
 #: Allowed status transitions. ``closed`` is terminal: only a ``reopened`` event leaves it.
 TRANSITIONS: Final[dict[str, frozenset[str]]] = {
@@ -219,12 +237,31 @@ def plan_update(case: Case, changes: dict[str, Any]) -> list[tuple[str, Any, Any
     return out
 
 
+#: Event kinds that state a field's new value themselves: a change of that field written
+#: together with such an event (``update_case(events=[...])``) gets no ``*_changed`` event of
+#: its own. A caller's first ``queued`` event sets the case's queue; saying it twice is noise.
+STATED_BY: Final[dict[str, str]] = {"queued": "queue"}
+
+
 def change_events(
-    changes: list[tuple[str, Any, Any]], *, at: float, actor: str, reason: str = ""
+    changes: list[tuple[str, Any, Any]],
+    *,
+    at: float,
+    actor: str,
+    reason: str = "",
+    stated: Sequence[CaseEvent] = (),
 ) -> list[CaseEvent]:
-    """The events recording planned field changes (one per field)."""
+    """The events recording planned field changes (one per field), except the changes one of
+    ``stated`` (events written with them) already states (:data:`STATED_BY`)."""
+    said = {
+        (STATED_BY[ev.kind], ev.data.get(STATED_BY[ev.kind]))
+        for ev in stated
+        if ev.kind in STATED_BY
+    }
     events = []
     for name, old, new in changes:
+        if old == "" and (name, new) in said:
+            continue
         data: dict[str, Any] = {"field": name, "from": old, "to": new}
         if reason:
             data["reason"] = reason
@@ -235,3 +272,75 @@ def change_events(
 def is_overdue(case: Case, now: float) -> bool:
     """True when an active case has passed its due time."""
     return case.status in ACTIVE_STATUSES and case.due_at is not None and case.due_at <= now
+
+
+def answer_changes(case: Case, agent: str) -> dict[str, Any]:
+    """What an agent's answer changes in a case: the agent becomes its owner, and a case not yet
+    worked on moves to :data:`WORKED_STATUS` (a closed case keeps its status: closed is
+    terminal, reopening is a person's decision)."""
+    changes: dict[str, Any] = {}
+    if case.owner != agent:
+        changes["owner"] = agent
+    if case.status != WORKED_STATUS and WORKED_STATUS in TRANSITIONS.get(case.status, ()):
+        changes["status"] = WORKED_STATUS
+    return changes
+
+
+# -- search ------------------------------------------------------------------------------------
+
+CaseSort = Literal["created_at", "updated_at"]
+"""The times a search can be ordered by (ties broken by id, in the same direction)."""
+CASE_SORTS: Final[frozenset[str]] = frozenset(get_args(CaseSort))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaseSearch:
+    """A case search: every given filter must hold (a tuple: any of its values). Pages are
+    keyset pages: ``after`` is the ``(sort value, id)`` of the last case of the previous page,
+    so a page never repeats or skips a case while others are added (new cases land on the
+    first page of a newest-first search)."""
+
+    caller: str | None = None
+    """The caller's number, in any notation :func:`normalise_number` understands."""
+    ids: tuple[int, ...] = ()
+    types: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    owner: str | None = None
+    """An owner's id; ``""`` finds the cases nobody owns."""
+    queue: str | None = None
+    workgroup: str | None = None
+    created_from: float | None = None
+    """Opened at or after (epoch seconds)."""
+    created_to: float | None = None
+    """Opened before (epoch seconds)."""
+    sort: CaseSort = "created_at"
+    descending: bool = True
+    limit: int = 50
+    after: tuple[float, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.sort not in CASE_SORTS:
+            raise CaseError(f"sort must be one of {sorted(CASE_SORTS)}, got {self.sort!r}")
+        if not 1 <= self.limit <= 10_000:
+            raise CaseError(f"limit must be 1..10000, got {self.limit}")
+        for t in self.types:
+            if t not in CASE_TYPES:
+                raise CaseError(f"case type must be one of {sorted(CASE_TYPES)}, got {t!r}")
+        for st in self.statuses:
+            if st not in CASE_STATUSES:
+                raise CaseError(f"status must be one of {sorted(CASE_STATUSES)}, got {st!r}")
+
+    def key(self, case: Case) -> tuple[float, int]:
+        """The keyset position of ``case`` in this search's order (for ``after``)."""
+        return (case.created_at if self.sort == "created_at" else case.updated_at, case.id)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CasePage:
+    """One page of a search."""
+
+    cases: list[Case]
+    total: int
+    """How many cases match the filters (all pages)."""
+    more: bool
+    """Whether cases follow this page."""

@@ -62,6 +62,10 @@ from routing.weights import WEIGHT_KEYS
 
 SKILL_MIN = 1
 SKILL_MAX = 10
+DEFAULT_PAUSE_REASONS: tuple[str, ...] = ("break", "lunch", "training", "meeting", "after-call")
+"""``[acd] pause_reasons`` when the file gives none."""
+RESERVED_PAUSE_REASONS: frozenset[str] = frozenset({"rona"})
+"""Reasons the engine gives itself (``rona``: the automatic pause after missed offers)."""
 
 
 # --- configuration errors, shared by every layer ------------------------------------------------
@@ -381,6 +385,13 @@ class QueueConfig:
     short_abandon_seconds: float = 5.0
     default_handle_seconds: float = 180.0
     """Average handle time assumed for EWT before any call has been handled."""
+    record: bool = False
+    """Record answered calls (stereo WAV: caller left, agent right; hotline/center/recordings.py).
+    Not read by the engine."""
+    consent_prompt: str = "recording_consent"
+    """Played to the caller before the agent is connected when ``record``; "" for none."""
+    recording_keep_days: float = 30.0
+    """Days a recording is kept after the call, then deleted (checked hourly)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -428,6 +439,9 @@ class AcdConfig:
     agents: Mapping[str, AgentConfig] = field(default_factory=dict)
     max_overflow_hops: int = 5
     """A call overflowing more than this many times is rejected (``overflow_loop``)."""
+    pause_reasons: tuple[str, ...] = DEFAULT_PAUSE_REASONS
+    """The reasons an agent may give for a pause (``POST /api/agents/{id}/pause``). Not read
+    by the engine, which takes any reason (and gives ``rona`` itself)."""
 
     @classmethod
     def from_dict(cls, table: Mapping[str, Any], *, path: str = "acd") -> AcdConfig:
@@ -549,6 +563,26 @@ Skills = dict[str, SkillLevel]
 """``{skill: level 1-10}``."""
 
 
+PauseReason = Annotated[
+    str,
+    _check(
+        lambda v: re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", v) is not None,
+        'expected a reason word (lower-case letters, digits, "_" and "-", at most 32)',
+    ),
+    _check(
+        lambda v: v not in RESERVED_PAUSE_REASONS,
+        "is the engine's own reason (the automatic pause after missed offers)",
+    ),
+    WithJsonSchema({"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,31}$"}),
+]
+
+
+def _distinct(values: list[str]) -> list[str]:
+    if len(set(values)) != len(values):
+        raise PydanticCustomError("hotline", "each reason once, got duplicates", {"no_value": 1})
+    return values
+
+
 def _queue_list(value: Any) -> Any:
     """``queues = ["sales"]`` is short for ``queues = { sales = {} }``."""
     if isinstance(value, list) and all(isinstance(q, str) for q in value):
@@ -609,6 +643,22 @@ class QueueModel(_Model):
     service_level_seconds: SecondsOrZero = 20.0
     short_abandon_seconds: SecondsOrZero = 5.0
     default_handle_seconds: Seconds = 180.0
+    record: bool = False
+    consent_prompt: Annotated[
+        str,
+        _check(
+            lambda v: re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9_.-]*)?", v) is not None,
+            'expected a prompt name (letters, digits, "_", ".", "-") or "" for none',
+        ),
+        WithJsonSchema(
+            {"type": "string", "pattern": "^([A-Za-z0-9][A-Za-z0-9_.-]*)?$"},
+        ),
+    ] = "recording_consent"
+    recording_keep_days: Annotated[
+        float,
+        _check(lambda v: _finite(v) and v > 0, "expected days > 0"),
+        _POSITIVE,
+    ] = 30.0
 
     def build(self, name: str) -> QueueConfig:
         return QueueConfig(
@@ -698,6 +748,10 @@ class AcdModel(_Model):
     agents: dict[Name, AgentRouting] = {}
     max_overflow_hops: int = Field(default=5, ge=0)
     agent_defaults: AgentRouting | None = None
+    pause_reasons: Annotated[
+        list[PauseReason], Field(min_length=1, max_length=50), AfterValidator(_distinct)
+    ] = list(DEFAULT_PAUSE_REASONS)
+    """The reasons agents may pause with (``break``, ``lunch`` ...)."""
 
     def build(self, extra_agents: Mapping[str, AgentRouting] | None = None) -> AcdConfig:
         """The engine's configuration; ``extra_agents`` (the service's ``[[agents]]``) are
@@ -717,4 +771,5 @@ class AcdModel(_Model):
             queues={n: q.build(n) for n, q in self.queues.items()},
             agents=agents,
             max_overflow_hops=self.max_overflow_hops,
+            pause_reasons=tuple(self.pause_reasons),
         )

@@ -13,6 +13,7 @@ Usage (the same in the live service and in the simulator)::
     engine.snapshot()                 # plain dict for the wallboard
     engine.queue_status("sales")      # acd.model.QueueStatus (typed: waiting, routable, ewt ...)
     engine.agent_status("a1")         # acd.model.AgentStatusView (state word, reason, since ...)
+    engine.wrap_up_ends("a1")         # when the agent's wrap-up ends (WrapUpExtended moves it)
 
 ``handle`` first fires every timer due at or before the event's ``at`` (instant by instant: all
 timers of one instant fire, then the engine settles, so an agent freed at ``t`` sees every call
@@ -108,6 +109,7 @@ from acd.events import (
     OfferTimedOut,
     Tick,
     WrapUpDone,
+    WrapUpExtended,
 )
 from acd.model import (
     AgentId,
@@ -152,6 +154,7 @@ _AHT_ALPHA = 0.2
 _new = tuple.__new__
 """Builds a ``NamedTuple`` action from its fields in order without the keyword-binding
 ``__new__`` (a third of the cost; used on the per-call hot path only)."""
+_FOREVER = float("inf")
 _MIN_RETRY = 1.0
 """Floor for reject and busy delays: a phone that fails at once must not be re-offered the same
 call in the same instant, forever (a live-lock inside one ``handle``)."""
@@ -189,6 +192,7 @@ class _Agent:
         "status",
         "talk_time",
         "timer_gen",
+        "wrap_until",
     )
 
     def __init__(self, cfg: AgentConfig, order: int, now: float) -> None:
@@ -218,6 +222,8 @@ class _Agent:
         self.memberships: list[tuple[str, MemberInfo]] = []
         self.label = "logged_out"
         self.label_reason: str | None = None
+        self.wrap_until = 0.0
+        """When the current wrap-up ends (meaningful in wrap-up only)."""
 
     def occupancy(self, now: float) -> float:
         """Busy (reserved, on call, wrap-up) share of logged-in time."""
@@ -383,6 +389,7 @@ class AcdEngine:
             OfferTimedOut: self._on_timed_out,
             OfferFailed: self._on_failed,
             WrapUpDone: self._on_wrap_up_done,
+            WrapUpExtended: self._on_wrap_up_extended,
             ConfigChanged: self._on_config_changed,
             ConfigRolledBack: self._on_config_rolled_back,
             Tick: self._on_tick,
@@ -455,6 +462,12 @@ class AcdEngine:
         """The call the agent is reserved for or talking to."""
         a = self._agents[agent_id]
         return CallId(a.call.id) if a.call is not None else None
+
+    def wrap_up_ends(self, agent_id: str) -> float | None:
+        """When the agent's wrap-up ends (its timer, extensions included), None when the agent
+        is not in wrap-up; KeyError if unknown."""
+        a = self._agents[agent_id]
+        return a.wrap_until if a.state is _WRAP_UP else None
 
     def call_state(self, call_id: str) -> CallState | None:
         """None once the call has left the ACD."""
@@ -874,6 +887,15 @@ class AcdEngine:
         if a is not None and a.state is _WRAP_UP:
             self._end_wrap_up(a)
 
+    def _on_wrap_up_extended(self, ev: WrapUpExtended) -> None:
+        a = self._agents.get(ev.agent_id)
+        seconds = ev.seconds
+        if a is None or a.state is not _WRAP_UP or not 0.0 < seconds < _FOREVER:
+            return  # (NaN fails the comparison too)
+        a.wrap_until = max(a.wrap_until, self._now) + seconds
+        a.timer_gen += 1
+        self._timer(a.wrap_until, _K_AGENT, a, a.timer_gen)
+
     def _on_config_changed(self, ev: ConfigChanged) -> None:
         ev.config.validate()
         self._apply_config(ev.config)
@@ -1200,7 +1222,8 @@ class AcdEngine:
         if wrap > 0 and a.status is not _LOGGED_OUT:
             self._set_state(a, _WRAP_UP)
             a.timer_gen += 1
-            self._timer(now + wrap, _K_AGENT, a, a.timer_gen)
+            a.wrap_until = now + wrap
+            self._timer(a.wrap_until, _K_AGENT, a, a.timer_gen)
             if self._record:  # labels only de-duplicate log records
                 self._label(a)
         else:

@@ -151,6 +151,17 @@ class WrapUpDone(NamedTuple):
     agent_id: str
 
 
+class WrapUpExtended(NamedTuple):
+    """The agent (or a supervisor for them) asked for more wrap-up time: the wrap-up now ends
+    ``seconds`` later than it would have (counted from now if its end had already been
+    reached in the same instant). Ignored unless the agent is in wrap-up."""
+
+    at: float
+    agent_id: str
+    seconds: float
+    """More wrap-up seconds (> 0; anything else changes nothing)."""
+
+
 class ConfigChanged(NamedTuple):
     """A new configuration is published (becomes version ``n + 1``); see ``acd.engine`` for the
     rule applied to calls already waiting."""
@@ -185,6 +196,7 @@ Event = (
     | OfferTimedOut
     | OfferFailed
     | WrapUpDone
+    | WrapUpExtended
     | ConfigChanged
     | ConfigRolledBack
     | Tick
@@ -203,6 +215,7 @@ typed_equality(
     OfferTimedOut,
     OfferFailed,
     WrapUpDone,
+    WrapUpExtended,
     ConfigChanged,
     ConfigRolledBack,
     Tick,

@@ -1,5 +1,11 @@
 """Contact-center statistics as a pure fold over the engine's log records.
 
+Two folds: :class:`StatsAccumulator` (below: running totals since start, every common
+service-level variant, for the metrics) and :class:`DayFold` (at the end: one day's figures per
+interval with the simulator's definitions, for the supervisors' live statistics; the shared
+ratios :func:`service_level`, :func:`abandon_rate` and :func:`occupancy` are used by ``sim.stats``
+too).
+
 ``StatsAccumulator.apply(record)`` folds one :class:`acd.model.LogRecord`;
 ``StatsAccumulator.from_records(records)`` rebuilds the same figures from a stored log, so the live
 wallboard and history come from one stream and survive restarts (no reset on reload, no cron).
@@ -35,9 +41,11 @@ Agents: seconds per state (``idle``, ``reserved``, ``on_call``, ``wrap_up``, ``p
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
+from itertools import pairwise
 from typing import Any
 
 from acd.model import LogRecord
@@ -318,3 +326,459 @@ class StatsAccumulator:
             "waiting": len(self._pending),
             "talking": len(self._answered),
         }
+
+
+# --- the live figures of one day, with the simulator's definitions -------------------------------
+#
+# ``DayFold`` folds the same log records into the figures the supervisors' API serves (per queue,
+# per interval of one day, per agent). Unlike ``StatsAccumulator`` above it uses the simulator's
+# definitions (``sim/stats.py``, docs/simulator.md), so a what-if prediction and the live figure
+# mean the same thing; ``sim.stats`` takes the shared ratios below from here. The calendar (which
+# epoch seconds a local day and its 15-minute intervals cover) is the caller's: this module gets
+# the boundaries as numbers (acd.stats is pure: no clock, no datetime).
+
+BUSY_LABELS = _BUSY
+"""Agent labels that count as busy: ringing (``reserved``), talking, wrap-up."""
+STAFFED_LABELS = ("idle", *_BUSY)
+"""Agent labels that count as staffed: ready or busy (not paused, not logged out)."""
+
+
+def service_level(answered_within_target: float, offered: float) -> float | None:
+    """Calls answered within the target / calls offered (None when none was offered).
+
+    Abandoned, voicemail, rejected calls and calls still waiting are all in the denominator: the
+    simulator's definition (``sim.stats.caller_figures``), Asterisk's and Erlang C's."""
+    return _ratio(answered_within_target, offered)
+
+
+def abandon_rate(abandoned: float, offered: float) -> float | None:
+    """Abandoned / offered (short abandons included: the simulator has no such notion)."""
+    return _ratio(abandoned, offered)
+
+
+def occupancy(busy_seconds: float, staffed_seconds: float) -> float | None:
+    """Busy time (ringing, talking, wrap-up) / staffed time (ready or busy)."""
+    return _ratio(busy_seconds, staffed_seconds)
+
+
+@dataclass(slots=True)
+class CallCounts:
+    """Counters of the calls offered to one queue in one interval (or a sum of them)."""
+
+    offered: int = 0
+    """Calls that entered the queue (refused calls included: they were offered and rejected)."""
+    answered: int = 0
+    answered_within_target: int = 0
+    """Answered after waiting at most the queue's ``service_level_seconds`` (as it was then)."""
+    abandoned: int = 0
+    short_abandoned: int = 0
+    """Abandoned in less than ``short_abandon_seconds`` (counted in ``abandoned`` as well)."""
+    voicemail: int = 0
+    rejected: int = 0
+    """Refused on arrival (queue full, no agents), or left at max wait with nowhere to go."""
+    wait_answered: float = 0.0
+    """Total wait of the answered calls (from entering the queue to the answer)."""
+    longest_wait_answered: float = 0.0
+    handled: int = 0
+    """Answered calls whose talk and wrap-up are over."""
+    talk: float = 0.0
+    """Talk seconds of the handled calls."""
+    wrap_up: float = 0.0
+    """Wrap-up seconds of the handled calls."""
+
+    @property
+    def unfinished(self) -> int:
+        """Offered calls without an outcome yet (still waiting, or lost to a restart)."""
+        return self.offered - self.answered - self.abandoned - self.voicemail - self.rejected
+
+    @property
+    def service_level(self) -> float | None:
+        return service_level(self.answered_within_target, self.offered)
+
+    @property
+    def abandon_rate(self) -> float | None:
+        return abandon_rate(self.abandoned, self.offered)
+
+    @property
+    def asa(self) -> float | None:
+        """Average speed of answer: mean wait of the answered calls (ringing time counts)."""
+        return _ratio(self.wait_answered, self.answered)
+
+    @property
+    def aht(self) -> float | None:
+        """Average handle time: (talk + wrap-up) / handled calls."""
+        return _ratio(self.talk + self.wrap_up, self.handled)
+
+    def add(self, other: CallCounts) -> None:
+        for f in fields(self):
+            if f.name == "longest_wait_answered":
+                self.longest_wait_answered = max(
+                    self.longest_wait_answered, other.longest_wait_answered
+                )
+            else:
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+@dataclass(slots=True)
+class AgentTime:
+    """One agent's (or a pool of agents') time and counters in an interval or a day."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Seconds per label (``idle``, ``reserved``, ``on_call``, ``wrap_up``, ``paused``)."""
+    pauses: dict[str, float] = field(default_factory=dict)
+    """Paused seconds per reason (``""`` when none was given)."""
+    offers: int = 0
+    answered: int = 0
+    """Calls answered (queued work such as voicemail messages and callbacks apart)."""
+    work_answered: int = 0
+    """Queued work items (voicemail messages, callback requests) taken."""
+    missed: int = 0
+    """Offers that rang out unanswered (``offer_cancelled`` with reason ``no_answer``)."""
+    rejected: int = 0
+    """Offers the agent declined."""
+
+    @property
+    def busy(self) -> float:
+        return sum(self.seconds.get(s, 0.0) for s in BUSY_LABELS)
+
+    @property
+    def staffed(self) -> float:
+        return sum(self.seconds.get(s, 0.0) for s in STAFFED_LABELS)
+
+    @property
+    def occupancy(self) -> float | None:
+        return occupancy(self.busy, self.staffed)
+
+    def add(self, other: AgentTime) -> None:
+        for k, v in other.seconds.items():
+            self.seconds[k] = self.seconds.get(k, 0.0) + v
+        for k, v in other.pauses.items():
+            self.pauses[k] = self.pauses.get(k, 0.0) + v
+        self.offers += other.offers
+        self.answered += other.answered
+        self.work_answered += other.work_answered
+        self.missed += other.missed
+        self.rejected += other.rejected
+
+
+@dataclass(slots=True)
+class _DayCall:
+    queue: str
+    index: int
+    entered: float
+    sl: float
+    short: float
+
+
+@dataclass(slots=True)
+class _AgentNow:
+    label: str = "logged_out"
+    reason: str = ""
+    since: float = 0.0
+    handling: tuple[_DayCall, float] | None = None
+    """The call whose talk just ended and its talk seconds, until its wrap-up is over."""
+    wrap_since: float | None = None
+
+
+class DayFold:
+    """Folds engine log records into the figures of one day (any period cut into intervals).
+
+    ``boundaries`` are the intervals' edges in epoch seconds, increasing: interval ``i`` is
+    ``[boundaries[i], boundaries[i + 1])``. Records come in log order; records from before the day
+    only set the agents' states and mark the calls already under way (which belong to the day
+    they entered); records after it only finish the day's calls.
+
+    Attribution (the simulator's convention, and the usual one for queue reports):
+
+    * a **call** counts once, under the queue it entered first and in the interval it entered
+      (its outcome is added there when it comes, so an interval's call figures can still change
+      after it ends, until its last call finishes); an overflowed call is followed to its
+      outcome, its wait measured from its first entry; queued work (voicemail messages, callback
+      requests) is not a call and is left out of the call figures;
+    * an **agent's** time is split across the intervals it spans; counters (offers, answers,
+      misses) go to the interval of the record.
+
+    A new engine run (the engine's own ``seq`` starting again: a restart) logs every agent out
+    at the last record of the previous run and leaves the calls then under way unfinished.
+    """
+
+    def __init__(self, boundaries: Sequence[float]) -> None:
+        edges = [float(b) for b in boundaries]
+        if len(edges) < 2 or any(b <= a for a, b in pairwise(edges)):
+            raise ValueError("boundaries: at least two, strictly increasing")
+        self.boundaries: tuple[float, ...] = tuple(edges)
+        self.start = edges[0]
+        self.end = edges[-1]
+        self.calls: dict[tuple[str, int], CallCounts] = {}
+        """(queue, interval index) -> counters of the calls that entered it then."""
+        self.agents: dict[tuple[str, int], AgentTime] = {}
+        """(agent, interval index) -> time and counters (closed spans only; see agent_time)."""
+        self.records = 0
+        self.last_at: float | None = None
+        self.restarts = 0
+        self._calls: dict[str, _DayCall] = {}
+        """The day's calls without an outcome yet."""
+        self._talking: dict[str, _DayCall] = {}
+        """The day's answered calls whose talk has not ended."""
+        self._elsewhere: set[str] = set()
+        """Calls under way that entered before (or after) the day: their records are ignored."""
+        self._work: dict[str, str] = {}
+        """Queued work items (not calls) under way: call id -> kind."""
+        self._agent: dict[str, _AgentNow] = {}
+        self._engine_seq = 0
+
+    @classmethod
+    def following(cls, previous: DayFold, boundaries: Sequence[float]) -> DayFold:
+        """The next day's fold, carrying the agents' states (and the engine run) over."""
+        fold = cls(boundaries)
+        fold._engine_seq = previous._engine_seq
+        fold.last_at = previous.last_at
+        for aid, a in previous._agent.items():
+            fold._agent[aid] = _AgentNow(label=a.label, reason=a.reason, since=a.since)
+        fold._elsewhere = set(previous._elsewhere) | set(previous._calls) | set(previous._talking)
+        fold._work = dict(previous._work)
+        return fold
+
+    # --- folding ---------------------------------------------------------------------------------
+
+    def index(self, at: float) -> int | None:
+        """The interval ``at`` falls in, None outside the day."""
+        if at < self.start or at >= self.end:
+            return None
+        return bisect.bisect_right(self.boundaries, at) - 1
+
+    def apply(self, record: LogRecord) -> None:
+        """Fold one record (in log order)."""
+        if record.seq <= self._engine_seq and self.last_at is not None:
+            self._restart(self.last_at)
+        self._engine_seq = record.seq
+        self.records += 1
+        self.last_at = record.at
+        kind = record.kind
+        cid = record.call_id
+        aid = record.agent_id
+        d = record.data
+        at = record.at
+        c: _DayCall | None
+        if kind == "agent_state" and aid is not None:
+            self._transition(aid, str(d.get("state")), str(d.get("reason") or ""), at)
+            return
+        if cid is None:
+            return
+        if kind in ("call_queued", "call_refused"):
+            if d.get("kind", "call") != "call":
+                self._work[cid] = str(d.get("kind"))
+                return
+            if cid not in self._calls and cid not in self._elsewhere:
+                i = self.index(at)
+                if i is None or record.queue is None:
+                    self._elsewhere.add(cid)
+                    return
+                c = _DayCall(
+                    queue=record.queue,
+                    index=i,
+                    entered=at,
+                    sl=float(d.get("sl", 20.0)),
+                    short=float(d.get("short", 5.0)),
+                )
+                self._calls[cid] = c
+                self._counts(c).offered += 1
+            if kind == "call_refused":
+                to = d.get("to")
+                if to is None:
+                    self._finish(cid, "rejected")
+                elif to == "voicemail":
+                    self._finish(cid, "voicemail")
+                # else it overflows to another queue: its next record tells
+        elif kind == "call_answered":
+            if aid is not None:
+                work = self._work.get(cid)
+                self._agent_count(aid, at, "work_answered" if work else "answered")
+            c = self._calls.pop(cid, None)
+            if c is not None:
+                waited = at - c.entered
+                f = self._counts(c)
+                f.answered += 1
+                f.wait_answered += waited
+                f.longest_wait_answered = max(f.longest_wait_answered, waited)
+                if waited <= c.sl:
+                    f.answered_within_target += 1
+                self._talking[cid] = c
+            else:
+                self._elsewhere.discard(cid)
+        elif kind == "call_abandoned":
+            c = self._finish(cid, "abandoned")
+            if c is not None and at - c.entered < c.short:
+                self._counts(c).short_abandoned += 1
+        elif kind == "call_voicemail":
+            self._finish(cid, "voicemail")
+        elif kind == "call_left":
+            self._finish(cid, "rejected")
+        elif kind == "call_ended":
+            self._work.pop(cid, None)
+            c = self._talking.pop(cid, None)
+            if c is not None and aid is not None:
+                a = self._agent.setdefault(aid, _AgentNow(since=at))
+                a.handling = (c, float(d.get("talk", 0.0)))
+        elif kind == "call_offered" and aid is not None:
+            self._agent_count(aid, at, "offers")
+        elif kind == "offer_cancelled" and aid is not None:
+            reason = d.get("reason")
+            if reason == "no_answer":
+                self._agent_count(aid, at, "missed")
+            elif reason == "rejected":
+                self._agent_count(aid, at, "rejected")
+
+    def _counts(self, c: _DayCall) -> CallCounts:
+        key = (c.queue, c.index)
+        f = self.calls.get(key)
+        if f is None:
+            f = self.calls[key] = CallCounts()
+        return f
+
+    def _finish(self, cid: str, outcome: str) -> _DayCall | None:
+        self._work.pop(cid, None)
+        c = self._calls.pop(cid, None)
+        if c is None:
+            self._elsewhere.discard(cid)
+            return None
+        f = self._counts(c)
+        setattr(f, outcome, getattr(f, outcome) + 1)
+        return c
+
+    def _agent_count(self, aid: str, at: float, name: str) -> None:
+        i = self.index(at)
+        if i is None:
+            return
+        f = self.agents.get((aid, i))
+        if f is None:
+            f = self.agents[(aid, i)] = AgentTime()
+        setattr(f, name, getattr(f, name) + 1)
+
+    def _transition(self, aid: str, label: str, reason: str, at: float) -> None:
+        a = self._agent.get(aid)
+        if a is None:
+            a = self._agent[aid] = _AgentNow(since=at)
+        else:
+            self._span(aid, a.label, a.reason, a.since, at)
+        if a.handling is not None:
+            if a.wrap_since is None and label == "wrap_up":
+                a.wrap_since = at
+            else:
+                c, talk = a.handling
+                f = self._counts(c)
+                f.handled += 1
+                f.talk += talk
+                f.wrap_up += at - a.wrap_since if a.wrap_since is not None else 0.0
+                a.handling = None
+                a.wrap_since = None
+        a.label = label
+        a.reason = reason if label == "paused" else ""
+        a.since = at
+
+    def _span(self, aid: str, label: str, reason: str, a: float, b: float) -> None:
+        """Add ``[a, b)`` in ``label`` to the agent's intervals (clipped to the day)."""
+        if label == "logged_out":
+            return
+        for i, lo, hi in self._pieces(a, b):
+            f = self.agents.get((aid, i))
+            if f is None:
+                f = self.agents[(aid, i)] = AgentTime()
+            _add_time(f, label, reason, hi - lo)
+
+    def _pieces(self, a: float, b: float) -> Iterator[tuple[int, float, float]]:
+        """``[a, b)`` cut at the interval boundaries, clipped to the day."""
+        a = max(a, self.start)
+        b = min(b, self.end)
+        if b <= a:
+            return
+        edges = self.boundaries
+        i = bisect.bisect_right(edges, a) - 1
+        while a < b:
+            hi = min(b, edges[i + 1])
+            yield i, a, hi
+            a = hi
+            i += 1
+
+    def _restart(self, at: float) -> None:
+        """A new engine run: the old one's agents are logged out at its last record."""
+        self.restarts += 1
+        for aid in list(self._agent):
+            self._transition(aid, "logged_out", "", at)
+        # the old run's calls never finish: the day's stay offered and unfinished
+        self._calls.clear()
+        self._talking.clear()
+        self._elsewhere.clear()
+        self._work.clear()
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    @property
+    def n_intervals(self) -> int:
+        return len(self.boundaries) - 1
+
+    def settled(self, now: float) -> bool:
+        """The day is over and every call of it has its outcome: the figures are final."""
+        return now >= self.end and not self._calls
+
+    def queues(self) -> set[str]:
+        """The queues the day's calls entered."""
+        return {q for q, _ in self.calls}
+
+    def call_counts(self, queue: str | None = None, index: int | None = None) -> CallCounts:
+        """Counters of one queue (None: all) in one interval (None: the whole day)."""
+        out = CallCounts()
+        for (q, i), f in self.calls.items():
+            if (queue is None or q == queue) and (index is None or i == index):
+                out.add(f)
+        return out
+
+    def agent_time(
+        self, agents: Iterable[str] | None = None, index: int | None = None, *, now: float
+    ) -> AgentTime:
+        """Time and counters of the given agents (None: all) pooled, in one interval (None: the
+        whole day), the state each is in now counted up to ``now``."""
+        wanted = None if agents is None else set(agents)
+        out = AgentTime()
+        for (aid, i), f in self.agents.items():
+            if (wanted is None or aid in wanted) and (index is None or i == index):
+                out.add(f)
+        for aid, a in self._agent.items():
+            if a.label == "logged_out" or (wanted is not None and aid not in wanted):
+                continue
+            for i, lo, hi in self._pieces(a.since, now):
+                if index is None or i == index:
+                    _add_time(out, a.label, a.reason, hi - lo)
+        return out
+
+    def by_interval(
+        self, *, queue: str | None = None, agents: Iterable[str] | None = None, now: float
+    ) -> list[tuple[CallCounts, AgentTime]]:
+        """Every interval's call counters (one queue, None: all) and pooled agent time (the given
+        agents, None: all; the current states counted up to ``now``), in one pass over the fold
+        (``call_counts`` and ``agent_time`` per interval would walk it once per interval)."""
+        out = [(CallCounts(), AgentTime()) for _ in range(self.n_intervals)]
+        for (q, i), f in self.calls.items():
+            if queue is None or q == queue:
+                out[i][0].add(f)
+        wanted = None if agents is None else set(agents)
+        for (aid, i), t in self.agents.items():
+            if wanted is None or aid in wanted:
+                out[i][1].add(t)
+        for aid, a in self._agent.items():
+            if a.label == "logged_out" or (wanted is not None and aid not in wanted):
+                continue
+            for i, lo, hi in self._pieces(a.since, now):
+                _add_time(out[i][1], a.label, a.reason, hi - lo)
+        return out
+
+    def agent_label(self, agent_id: str) -> tuple[str, str, float] | None:
+        """The agent's label, pause reason and since when, as of the last record."""
+        a = self._agent.get(agent_id)
+        return None if a is None else (a.label, a.reason, a.since)
+
+
+def _add_time(f: AgentTime, label: str, reason: str, seconds: float) -> None:
+    f.seconds[label] = f.seconds.get(label, 0.0) + seconds
+    if label == "paused":
+        f.pauses[reason] = f.pauses.get(reason, 0.0) + seconds

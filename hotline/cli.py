@@ -2,15 +2,19 @@
 
 hotline serve [--config FILE] [--sip HOST:PORT] [--http HOST:PORT] [--data DIR]
 hotline check-config FILE
+hotline passwd USER [--config FILE] [--password-stdin]
 hotline config-schema
 hotline sim run|compare ...        (see docs/simulator.md)
 hotline erlang c|a|staff ...
+hotline load SERVICE.toml --workload WORKLOAD.toml ...   (see docs/load.md)
+hotline agent --user ID [--server HOST:PORT] [--http URL] ...  (see docs/terminal-agent.md)
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import getpass
 import json
 import re
 import socket
@@ -18,7 +22,9 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+from agent_client.terminal import add_command as add_agent_command
 from hotline.config import (
+    BUILT_IN_DEMO,
     Config,
     ConfigError,
     config_schema,
@@ -26,6 +32,7 @@ from hotline.config import (
     with_overrides,
 )
 from sim.cli import add_commands
+from sim.load.cli import add_command as add_load_command
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -38,8 +45,16 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _print_config_error(exc)
         return 2
+    from hotline.auth.credentials import StaffFileError
+
     try:
         return run_server(config, ready_file=args.ready_file)
+    except ConfigError as exc:  # the TLS certificate, a non-loopback address
+        _print_config_error(exc)
+        return 2
+    except StaffFileError as exc:
+        print(f"hotline: staff file: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         if exc.errno not in _LISTEN_ERRORS:
             raise
@@ -113,9 +128,84 @@ def _check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _print_config_error(exc)
         return 2
+    from hotline.auth.credentials import StaffCredentials, StaffFileError
+
+    try:
+        credentials = StaffCredentials(config)
+    except StaffFileError as exc:
+        print(f"hotline: staff file: {exc}", file=sys.stderr)
+        return 2
+    for warning in credentials.warnings():
+        print(f"hotline: warning: {warning}", file=sys.stderr)
     print(
         f"{config.source}: OK ({len(config.agents)} agents, {len(config.entry_points)} entry "
         f"points, {len(config.trunks)} trunks)"
+    )
+    return 0
+
+
+MIN_PASSWORD = 8
+"""Characters a password set by ``hotline passwd`` has at least."""
+
+
+def _read_password(args: argparse.Namespace) -> str | None:
+    if args.password_stdin:
+        line = sys.stdin.readline()
+        return line.removesuffix("\n").removesuffix("\r")
+    first = getpass.getpass(f"New password for {args.user}: ")
+    second = getpass.getpass("Again: ")
+    if first != second:
+        print("hotline: the two passwords differ; nothing written", file=sys.stderr)
+        return None
+    return first
+
+
+def _passwd(args: argparse.Namespace) -> int:
+    """Set a staff member's password: argon2id and digest HA1s into the staff file."""
+    from hotline.auth.credentials import StaffFileError, make_entry, set_password
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return 2
+    if config.source == BUILT_IN_DEMO:
+        print(
+            "hotline: give --config FILE: the built-in demo's staff file ships with hotline",
+            file=sys.stderr,
+        )
+        return 2
+    if config.agent(args.user) is None:
+        print(
+            f"hotline: {config.source}: no staff member {args.user!r} in [[agents]]",
+            file=sys.stderr,
+        )
+        return 2
+    password = _read_password(args)
+    if password is None:
+        return 1
+    if len(password) < MIN_PASSWORD:
+        print(
+            f"hotline: a password has at least {MIN_PASSWORD} characters; nothing written",
+            file=sys.stderr,
+        )
+        return 1
+    path = config.server.staff_path
+    entry = make_entry(
+        args.user, password, realm=config.sip.realm, algorithms=tuple(config.sip.auth_algorithms)
+    )
+    try:
+        set_password(path, entry)
+    except StaffFileError as exc:
+        print(f"hotline: staff file: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"hotline: cannot write {path}: {exc.strerror}", file=sys.stderr)
+        return 1
+    algorithms = ", ".join(config.sip.auth_algorithms)
+    print(
+        f"hotline: {args.user}'s password set in {path} (argon2id; SIP digest {algorithms} "
+        f"for realm {config.sip.realm!r})"
     )
     return 0
 
@@ -153,12 +243,26 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     check.set_defaults(func=_check_config)
 
+    passwd = sub.add_parser(
+        "passwd", help="set a staff member's password (hashes in the staff file, mode 0600)"
+    )
+    passwd.add_argument("user", help="the staff member's id ([[agents]] id)")
+    passwd.add_argument("--config", metavar="FILE", help="TOML configuration", required=False)
+    passwd.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input (scripts)",
+    )
+    passwd.set_defaults(func=_passwd)
+
     schema = sub.add_parser(
         "config-schema", help="print the configuration file's JSON Schema (docs/configuration.md)"
     )
     schema.set_defaults(func=_config_schema)
 
     add_commands(sub)
+    add_load_command(sub)
+    add_agent_command(sub)
     return parser
 
 

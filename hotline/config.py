@@ -106,6 +106,17 @@ class ServerConfig:
     log_format: str = "auto"
     """``json``, ``console``, or ``auto`` (console on a terminal, JSON otherwise)."""
     log_level: str = "info"
+    staff_file: str = ""
+    """The staff credentials file (argon2id and digest HA1 hashes, written by ``hotline
+    passwd``), resolved against the configuration file's directory; empty: ``<data_dir>/
+    staff.toml`` (see :attr:`staff_path`)."""
+
+    @property
+    def staff_path(self) -> Path:
+        """Where the staff credentials are read from and written to."""
+        if self.staff_file:
+            return Path(self.staff_file)
+        return Path(self.data_dir) / "staff.toml"
 
     @property
     def public_host(self) -> str:
@@ -114,6 +125,47 @@ class ServerConfig:
         if self.sip_host in ("0.0.0.0", "::", ""):
             return "127.0.0.1"
         return self.sip_host
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """``[http]``: TLS, and who may read ``/metrics``."""
+
+    tls_cert: str = ""
+    """PEM certificate chain: serve HTTPS (with ``tls_key``). Resolved against the
+    configuration file's directory."""
+    tls_key: str = ""
+    """PEM private key of ``tls_cert``."""
+    behind_tls_proxy: bool = False
+    """A reverse proxy terminates TLS in front of this node: session cookies are ``Secure``,
+    the origin check expects ``https``, and the client's address is the last one in the
+    proxy's ``X-Forwarded-For``. Required (or ``tls_cert``) to listen on a non-loopback
+    address."""
+    metrics_token: str = ""
+    """A bearer token for ``GET /metrics`` (``HOTLINE_METRICS_TOKEN`` in the environment
+    wins); empty: ``/metrics`` is open."""
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert)
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityConfig:
+    """``[security]``: brute-force lockout, session and token lifetimes."""
+
+    max_failures: int = 5
+    """Failed sign-ins (HTTP, SIP REGISTER, browser phone) on one account before it is locked."""
+    lockout_seconds: float = 300.0
+    """How long a lock lasts."""
+    source_max_failures: int = 20
+    """Failed sign-ins from one address, over all accounts, before the address is locked."""
+    failure_window_seconds: float = 900.0
+    """Failures older than this are forgotten."""
+    session_hours: float = 12.0
+    """How long a browser session (cookie) lasts."""
+    token_days: float = 30.0
+    """How long a script's bearer token (``POST /api/tokens``) lasts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +216,9 @@ class AgentAccount:
 
     id: str
     """Login name; also the SIP user the softphone registers as."""
-    password: str
+    password: str | None = None
+    """A plain-text password from the configuration (simple setups, tests); the staff file's
+    hashes (``hotline passwd``) win over it."""
     name: str = ""
     extension: str = ""
     """Optional number other employees dial to reach this person directly."""
@@ -237,6 +291,8 @@ class Config:
     voicemail: VoicemailConfig = field(default_factory=VoicemailConfig)
     text: str = ""
     """The file's text, kept so later checks can point at a line."""
+    http: HttpConfig = field(default_factory=HttpConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
     def error(self, path: str, reason: str) -> ConfigError:
         """A ConfigError for ``path`` in this file, located to its line when possible."""
@@ -305,8 +361,11 @@ class ServerModel(BaseModel):
     ] = ""
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    staff_file: str = ""
+    """The staff credentials file written by ``hotline passwd`` (relative to this file's
+    directory); default ``<data_dir>/staff.toml``."""
 
-    def build(self) -> ServerConfig:
+    def build(self, base: Path | None = None) -> ServerConfig:
         sip_host, sip_port = parse_hostport(self.sip, default_port=5060)
         http_host, http_port = parse_hostport(self.http, default_port=8080)
         return ServerConfig(
@@ -318,7 +377,102 @@ class ServerModel(BaseModel):
             advertised_host=self.advertised_address,
             log_format=self.log_format,
             log_level=self.log_level,
+            staff_file=_relative_to(base, self.staff_file),
         )
+
+
+def _relative_to(base: Path | None, path: str) -> str:
+    """``path`` resolved against ``base`` (the configuration file's directory)."""
+    if not path or base is None or Path(path).is_absolute():
+        return path
+    return str(base / path)
+
+
+def _metrics_token(value: str) -> str:
+    if value and len(value) < 16:
+        raise PydanticCustomError(
+            "hotline", "expected at least 16 characters (or leave it out)", {"no_value": 1}
+        )
+    return value
+
+
+class HttpModel(BaseModel):
+    """``[http]``: HTTPS, a TLS-terminating proxy in front, the metrics token."""
+
+    model_config = STRICT
+
+    tls_cert: str = ""
+    """PEM certificate (chain) file: the node serves HTTPS."""
+    tls_key: str = ""
+    """PEM private key file of ``tls_cert``."""
+    behind_tls_proxy: bool = False
+    """A reverse proxy terminates TLS in front of this node (required, or TLS, to listen on
+    a non-loopback address)."""
+    metrics_token: Annotated[
+        str, AfterValidator(_metrics_token), WithJsonSchema({"type": "string", "minLength": 16})
+    ] = ""
+    """A bearer token for ``GET /metrics``; empty: open (``HOTLINE_METRICS_TOKEN`` wins)."""
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> HttpModel:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            missing = "tls_key" if self.tls_cert else "tls_cert"
+            raise PydanticCustomError(
+                "hotline", "tls_cert and tls_key go together", {"key": missing}
+            )
+        return self
+
+    def build(self, base: Path | None = None) -> HttpConfig:
+        return HttpConfig(
+            tls_cert=_relative_to(base, self.tls_cert),
+            tls_key=_relative_to(base, self.tls_key),
+            behind_tls_proxy=self.behind_tls_proxy,
+            metrics_token=self.metrics_token,
+        )
+
+
+class SecurityModel(BaseModel):
+    """``[security]``: brute-force lockout (HTTP sign-in, SIP REGISTER, browser phone),
+    session and token lifetimes."""
+
+    model_config = STRICT
+
+    max_failures: int = Field(default=5, ge=1)
+    lockout_seconds: Seconds = 300.0
+    source_max_failures: int = Field(default=20, ge=1)
+    failure_window_seconds: Seconds = 900.0
+    session_hours: Seconds = 12.0
+    token_days: Seconds = 30.0
+
+    def build(self) -> SecurityConfig:
+        return SecurityConfig(
+            max_failures=self.max_failures,
+            lockout_seconds=self.lockout_seconds,
+            source_max_failures=self.source_max_failures,
+            failure_window_seconds=self.failure_window_seconds,
+            session_hours=self.session_hours,
+            token_days=self.token_days,
+        )
+
+
+def exposure_issue(host: str, http: HttpConfig, *, path: str) -> ConfigIssue | None:
+    """Plain HTTP on a non-loopback address is refused: sign-in passwords and session cookies
+    would cross the network in clear. TLS (``[http] tls_cert``/``tls_key``) or a proxy that
+    terminates it (``[http] behind_tls_proxy = true``) is required there."""
+    if http.tls or http.behind_tls_proxy:
+        return None
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        return None
+    return ConfigIssue(
+        path,
+        f"plain HTTP on {host}, which is not a loopback address: set [http] tls_cert and "
+        "tls_key to serve HTTPS, or [http] behind_tls_proxy = true when a proxy in front "
+        "terminates TLS",
+    )
 
 
 def _rtp_ports(value: list[int]) -> list[int]:
@@ -428,9 +582,14 @@ class AgentModel(AgentRouting):
         AfterValidator(_sip_user),
         WithJsonSchema({"type": "string", "pattern": "^[A-Za-z0-9._~!$&'()*+,;=-]+$"}),
     ]
-    password: Annotated[
-        str, AfterValidator(_password), WithJsonSchema({"type": "string", "minLength": 4})
-    ]
+    password: (
+        Annotated[
+            str, AfterValidator(_password), WithJsonSchema({"type": "string", "minLength": 4})
+        ]
+        | None
+    ) = None
+    """A plain-text password (simple setups and tests; ``hotline check-config`` warns). Better:
+    leave it out and run ``hotline passwd ID``, which writes hashes to the staff file."""
     extension: str = ""
     role: Literal["agent", "supervisor", "admin"] = "agent"
     """What this staff member may do through the API: ``agent`` (their own work),
@@ -543,6 +702,8 @@ class ConfigModel(BaseModel):
     model_config = STRICT
 
     server: ServerModel = ServerModel()
+    http: HttpModel = HttpModel()
+    security: SecurityModel = SecurityModel()
     sip: SipModel = SipModel()
     media: MediaModel = MediaModel()
     agents: list[AgentModel] = []
@@ -659,6 +820,12 @@ class ConfigModel(BaseModel):
                             f"names entry point {entry!r}, which entry_points does not define",
                         )
                     )
+        base = _config_dir(source)
+        http = self.http.build(base)
+        server = self.server.build(base)
+        exposed = exposure_issue(server.http_host, http, path="server.http")
+        if exposed is not None:
+            issues.append(exposed)
         # a reference to something pydantic refused is not a second mistake
         issues[first:] = [
             i for i in issues[first:] if not any(repr(n) in i.reason for n in pruned.names)
@@ -668,7 +835,7 @@ class ConfigModel(BaseModel):
             raise ConfigError.of(issues, file=source, text=text, tail=tail)
         return Config(
             source=source,
-            server=self.server.build(),
+            server=server,
             sip=self.sip.build(),
             media=self.media.build(),
             agents=tuple(a.account() for a in self.agents),
@@ -678,7 +845,20 @@ class ConfigModel(BaseModel):
             ivr=ivr_cfg,
             voicemail=self.voicemail.build(),
             text=text,
+            http=http,
+            security=self.security.build(),
         )
+
+
+BUILT_IN_DEMO = "<built-in demo.toml>"
+
+
+def _config_dir(source: str) -> Path:
+    """The directory relative paths in a configuration are resolved against: the file's own
+    (the package's for the built-in demo, whose staff file ships beside it)."""
+    if source == BUILT_IN_DEMO:
+        return Path(str(resources.files("hotline")))
+    return Path(source).parent
 
 
 # ---------------------------------------------------------------------------------------------
@@ -798,7 +978,7 @@ _NAMED = {("acd", "queues"), ("acd", "agents"), ("ivr", "flows")}
 def _read(path: str | Path | None) -> tuple[str, str]:
     if path is None:
         text = resources.files("hotline").joinpath("demo.toml").read_text(encoding="utf-8")
-        return text, "<built-in demo.toml>"
+        return text, BUILT_IN_DEMO
     p = Path(path)
     try:
         return p.read_text(encoding="utf-8"), str(p)
@@ -843,6 +1023,10 @@ def with_overrides(
         if option == "--sip":
             server = dataclasses.replace(server, sip_host=host, sip_port=port)
         else:
+            exposed = exposure_issue(host, config.http, path=option)
+            if exposed is not None:
+                issues.append(exposed)
+                continue
             server = dataclasses.replace(server, http_host=host, http_port=port)
     if issues:
         raise ConfigError.of(issues, file="<command line>")

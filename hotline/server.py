@@ -20,6 +20,7 @@ import asyncio
 import gc
 import os
 import signal
+import ssl
 import time
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,10 @@ import structlog
 from aiohttp import web
 
 from hotline import native_hook
-from hotline.auth import StaffAuth
+from hotline.auth import AuditTrail, StaffAuth, StaffCredentials
+from hotline.auth.staff import AuthSettings, lockout_policy, log_lock
 from hotline.center import ContactCenter
-from hotline.config import Config
+from hotline.config import Config, ConfigError, exposure_issue
 from hotline.http.routes import build_http_app
 from hotline.logs import configure_logging
 from hotline.switch import ServiceSwitch
@@ -39,6 +41,7 @@ from media_gateway.calls import UaSettings
 from media_gateway.media.client import LocalMedia, MediaClient, MediaProcess
 from media_gateway.registrations import Registrations, RegistrationSettings
 from media_gateway.session import CallSession
+from media_gateway.sip.lockout import Locked, Lockout
 from media_gateway.ua import SipUserAgent
 
 log = structlog.get_logger("hotline.server")
@@ -79,7 +82,19 @@ class Hotline:
         self.config = config
         server, sip = config.server, config.sip
         self.metrics = HotlineMetrics()
-        self.auth = StaffAuth(config, operator_token=os.environ.get("HOTLINE_OPERATOR_TOKEN"))
+        self.credentials = StaffCredentials(config)
+        self.lockout = Lockout(lockout_policy(config), on_lock=self._locked)
+        """One brute-force lockout for every password check: API sign-in, REGISTER, browser
+        phone (on the loop's clock)."""
+        self.auth = StaffAuth(
+            config,
+            operator_token=os.environ.get("HOTLINE_OPERATOR_TOKEN"),
+            settings=AuthSettings.from_config(
+                config, metrics_token=os.environ.get("HOTLINE_METRICS_TOKEN")
+            ),
+            credentials=self.credentials,
+            lockout=self.lockout,
+        )
         self.media = media_client(config)
         self.registrations = Registrations(
             RegistrationSettings(
@@ -89,8 +104,11 @@ class Hotline:
                 min_expires=sip.min_expires,
                 max_expires=sip.max_expires,
             ),
-            password_for=self._password_for,
+            ha1_for=self.credentials.ha1,
+            lockout=self.lockout,
         )
+        self.registrations.state_file = Path(server.data_dir) / "registrations.json"
+        """Registrations survive a restart (restored in start())."""
         self.switch = ServiceSwitch(config)
         self.ua = SipUserAgent(
             UaSettings(
@@ -115,6 +133,8 @@ class Hotline:
         )
         self.switch.ua = self.ua
         self.center = ContactCenter(config, _Telephony(self.ua), metrics=self.metrics)
+        self.audit = AuditTrail(self.center.store)
+        """Every state-changing API call, sign-in and lockout (hotline/auth/audit.py)."""
         self.switch.center = self.center.handle_call
         self.registrations.listeners.append(self.center.presence_changed)
         self.metrics.watch(
@@ -130,9 +150,12 @@ class Hotline:
             ),
         )
 
-    def _password_for(self, user: str) -> str | None:
-        agent = self.config.agent(user)
-        return agent.password if agent else None
+    def _locked(self, event: Locked) -> None:
+        """A lockout: one log line, one count, one audit row (never during __init__: a lock
+        needs failed sign-ins, which need the node started)."""
+        log_lock(event)
+        self.metrics.auth_lockout(event.scope, event.channel)
+        self.audit.lock(event)
 
     def _bindings(self) -> list[Any]:
         users = [a.id for a in self.config.agents]
@@ -144,10 +167,12 @@ class Hotline:
     async def start(self) -> None:
         await self.media.start()
         await self.ua.start()
+        self.registrations.restore(self.ua.loop.time())  # before the center logs agents in
         await self.center.start()
 
     async def stop(self) -> None:
         await self.ua.stop()
+        await self.audit.flush()
         await self.center.close()
         await self.media.close()
 
@@ -175,13 +200,37 @@ async def _age_gc(every: float = 5.0) -> None:
             gc.freeze()
 
 
+def tls_context(config: Config) -> ssl.SSLContext | None:
+    """HTTPS for ``[http] tls_cert``/``tls_key`` (TLS 1.2 at least); None: plain HTTP, which
+    the configuration allows on loopback (or behind a TLS-terminating proxy) only."""
+    http = config.http
+    if not http.tls:
+        exposed = exposure_issue(config.server.http_host, http, path="server.http")
+        if exposed is not None:  # --http given on the command line is checked there too
+            raise ConfigError.of([exposed], file=config.source, text=config.text)
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(http.tls_cert, http.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise config.error("http.tls_cert", f"cannot load the certificate and key: {exc}") from None
+    return context
+
+
 async def serve(config: Config, *, ready_file: str | None = None) -> int:
+    context = tls_context(config)  # a bad certificate is a configuration error before start
     hotline = Hotline(config)
     await hotline.start()
     runner = web.AppRunner(hotline.http_app(), access_log=None)
     try:
         await runner.setup()
-        site = web.TCPSite(runner, config.server.http_host, config.server.http_port)
+        site = web.TCPSite(
+            runner,
+            config.server.http_host,
+            config.server.http_port,
+            ssl_context=context,
+        )
         await site.start()
     except BaseException:
         await hotline.stop()
@@ -191,6 +240,7 @@ async def serve(config: Config, *, ready_file: str | None = None) -> int:
         "hotline_started",
         sip=f"{config.server.sip_host}:{config.server.sip_port}",
         http=f"{config.server.http_host}:{config.server.http_port}",
+        tls=config.http.tls,
         config=config.source,
         data_dir=str(config.server.data_dir),
         pid=os.getpid(),

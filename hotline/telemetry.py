@@ -337,6 +337,14 @@ class HotlineMetrics:
             ["queue"],
             registry=r,
         )
+        self._lockouts = Counter(
+            "hotline_auth_lockouts_total",
+            "Accounts or source addresses locked after repeated failed sign-ins, by scope "
+            "(account, source) and the channel of the failure that locked (http, sip, "
+            "browser_phone)",
+            ["scope", "channel"],
+            registry=r,
+        )
         self._setup = Histogram(
             "hotline_call_setup_seconds",
             "Time from INVITE received to 200 OK sent",
@@ -462,6 +470,12 @@ class HotlineMetrics:
         self._ring.labels(queue=queue, outcome=outcome).observe(ring_seconds)
         if outcome == "no_answer":
             self._rona.labels(queue=queue).inc()
+
+    # --- sign-in --------------------------------------------------------------------------------
+
+    def auth_lockout(self, scope: str, channel: str) -> None:
+        """An account or a source address was locked (once per lock, not per attempt)."""
+        self._lockouts.labels(scope=scope, channel=channel or "unknown").inc()
 
     # --- exposition ------------------------------------------------------------------------------
 

@@ -162,6 +162,8 @@ class CallSession:
         self.bridged_to: CallSession | None = None
         self.held = False
         self.remote_held = False
+        self.muted = False
+        """What the far end says is not passed on to the bridged party (:meth:`mute`)."""
         self.vars: dict[str, Any] = {}
         self.final_stats: dict[str, Any] | None = None
         self.transferring: asyncio.Future[bool] | None = None
@@ -218,15 +220,17 @@ class CallSession:
         self._digit_arrived.set()
         self._push(Hangup(by=by, cause=cause))
         self.ended.set()
+        closed_ok = False
         with contextlib.suppress(MediaError):
             closed = await self.media.request(mc.Close(chan=self.chan))
             self.final_stats = None if closed.stats is None else closed.stats.as_dict()
-        if recordings:
+            closed_ok = closed.stats is not None
+        if recordings and closed_ok:  # (the channel is gone with its process: no RecordDone)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.wait(recordings.values()), 10)
-            for fut in recordings.values():
-                if not fut.done():
-                    fut.set_exception(err)
+        for fut in recordings.values():
+            if not fut.done():
+                fut.set_exception(err)
         self._waiters.clear()
         self.media.unsubscribe(self.chan)
 
@@ -356,6 +360,36 @@ class CallSession:
             self._digits.pop()
         return result
 
+    async def record_call(
+        self, other: CallSession, path: str, *, max_seconds: float = 4 * 3600.0
+    ) -> asyncio.Future[RecordDone]:
+        """Record this session's conversation with ``other`` into a stereo WAV (this side's
+        voice left, ``other``'s right; see ``media.control.RecordCall``). Returns at once with
+        a future that gets the ``RecordDone`` once the file is complete: the recording ends when
+        either side hangs up, either is bridged elsewhere (``transferred``), on
+        :meth:`stop_call_recording` or at ``max_seconds``. The future fails with
+        ``SessionEnded`` when the media process died meanwhile (the ``.part`` file is left)."""
+        self._check()
+        other._check()
+        op = f"rc{next(_op_ids)}"  # an "r" op: a hangup waits for its file (ended_by_signalling)
+        fut = self._expect(op)
+        try:
+            await self.media.request(
+                mc.RecordCall(
+                    a=self.chan, b=other.chan, path=path, op_id=op, max_seconds=max_seconds
+                )
+            )
+        except BaseException:
+            self._waiters.pop(op, None)
+            raise
+        fut.add_done_callback(lambda _f: self._waiters.pop(op, None))
+        return fut
+
+    async def stop_call_recording(self) -> None:
+        """End the recorded conversation this session is a side of (if any)."""
+        if self.state != "ended":
+            await self.media.request(mc.StopRecordCall(chan=self.chan))
+
     async def send_dtmf(self, digits: str) -> None:
         self._check()
         await self.media.request(mc.SendDtmf(chan=self.chan, digits=digits))
@@ -380,6 +414,22 @@ class CallSession:
         if self.state != "ended":
             with contextlib.suppress(MediaError):
                 await self.media.request(mc.Unbridge(chan=self.chan))
+
+    async def mute(self, on: bool = True) -> None:
+        """Stop (``on``) or resume passing this far end's voice and keys on to whoever it is
+        bridged to, now or later (the party hears silence); the far end still hears them."""
+        self._check()
+        await self.media.request(mc.Mute(chan=self.chan, on=on))
+        self.muted = on
+
+    async def hear(self, sources: Sequence[CallSession]) -> None:
+        """This far end hears the mix of what ``sources``' far ends say (monitoring: a
+        supervisor hears caller and agent; a whisper: the agent hears caller and supervisor),
+        in place of the session it is bridged to; ``[]`` goes back to that session alone.
+        The sources' own conversations are not disturbed."""
+        self._check()
+        chans = tuple(s.chan for s in sources if s.state != "ended")
+        await self.media.request(mc.Mix(chan=self.chan, sources=chans))
 
     async def hold(self, music: str | None = "moh") -> None:
         """Put this caller on hold: the far end is told we only send, and hears ``music``."""

@@ -410,6 +410,13 @@ class SipUserAgent:
             reason = "Temporarily Unavailable" if decision == 480 else None
             self._respond(handle, decision, reason=reason)
             return
+        if decision.kind == "extension":  # a colleague's call: digest, not the address alone
+            user, challenge = self._registrations.authorize_invite(
+                request, source=event.source, now=self.loop.time()
+            )
+            if user is None:
+                self._respond(handle, 407, headers=challenge)
+                return
         record = CallRecord(
             call_id=call.call_id,
             direction="inbound",

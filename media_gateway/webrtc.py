@@ -295,13 +295,24 @@ class AgentBrowserPhone:
             await session.ended_by_signalling("remote", "hangup")
 
 
-def _check_login(host: SessionHost, msg: dict[str, Any] | None) -> str | None:
+async def _check_login(
+    host: SessionHost, msg: dict[str, Any] | None, *, source: str = ""
+) -> str | None:
+    """The agent a login message signs in, or None. Under the registrations' brute-force lockout
+    (``source`` is the client's address): a failure is answered after the lockout's slow-down,
+    and while the agent or the address is locked every login fails, right password or not."""
     if msg is None or msg.get("type") != "login":
         return None
     agent, password = msg.get("agent"), msg.get("password")
     if not isinstance(agent, str) or not isinstance(password, str):
         return None
-    return agent if host.registrations.check_password(agent, password) else None
+    now = asyncio.get_running_loop().time()
+    check = host.registrations.login(agent, password, source=source, now=now)
+    if check.ok:
+        return agent
+    if check.delay:
+        await asyncio.sleep(check.delay)
+    return None
 
 
 class WebRtcHandlers(NamedTuple):
@@ -329,7 +340,8 @@ def handlers(host: SessionHost) -> WebRtcHandlers:
         ws = socket()
         await ws.prepare(request)
         try:
-            agent = _check_login(host, await _receive(ws, LOGIN_TIMEOUT))
+            login = await _receive(ws, LOGIN_TIMEOUT)
+            agent = await _check_login(host, login, source=request.remote or "")
             if agent is None:
                 await ws.send_json({"type": "login_failed"})
                 return ws

@@ -594,7 +594,9 @@ def scenario_from_dict(
         ScenarioModel.model_validate(raw)
     except ValidationError as exc:
         raise ScenarioError(issues=issues_from_pydantic(exc, model=ScenarioModel)) from None
-    _unknown(raw, "scenario", {"simulation", "queues", "agent_groups", "arrivals", "acd", "name"})
+    _unknown(
+        raw, "scenario", {"simulation", "queues", "agent_groups", "arrivals", "acd", "name", "load"}
+    )
     if "simulation" not in raw:
         raise _err("simulation", "missing [simulation] table")
     sim = _simulation(raw["simulation"])
@@ -793,6 +795,19 @@ class ScenarioAcd(BaseModel):
     agent_defaults: AgentRouting | None = None
 
 
+LoadTable = Annotated[
+    dict[str, Any] | None,
+    WithJsonSchema(
+        {
+            "type": "object",
+            "description": "hotline load's settings (docs/load.md); the simulator ignores them",
+        }
+    ),
+]
+"""``[load]``: how ``hotline load`` plays the callers and agents live (IVR keys, time
+acceleration...); validated by ``sim.load.profile``, ignored by the simulator."""
+
+
 class ScenarioModel(BaseModel):
     """A scenario file."""
 
@@ -804,6 +819,7 @@ class ScenarioModel(BaseModel):
     agent_groups: Annotated[list[AgentGroupModel], Field(min_length=1)]
     arrivals: Annotated[list[ArrivalModel], Field(min_length=1)]
     acd: ScenarioAcd | None = None
+    load: LoadTable = None
 
 
 class WorkloadModel(BaseModel):
@@ -814,6 +830,7 @@ class WorkloadModel(BaseModel):
     name: str | None = None
     simulation: SimulationModel
     arrivals: Annotated[list[ArrivalModel], Field(min_length=1)]
+    load: LoadTable = None
 
 
 class ServiceAgent(AgentRouting):
@@ -823,6 +840,7 @@ class ServiceAgent(AgentRouting):
     id: str
     password: str = ""
     extension: str = ""
+    role: str = "agent"
 
 
 class ServiceShared(BaseModel):
@@ -849,10 +867,30 @@ def _from_service(
     found = acd.issues(path="acd")
     if found:
         raise ScenarioError(issues=found, file=source)
+    return service_scenario(acd, workload, name=name, base=base, source=source)
+
+
+def service_scenario(
+    acd: AcdConfig,
+    workload: Mapping[str, Any],
+    *,
+    name: str = "workload",
+    base: Path | None = None,
+    source: str = "",
+) -> Scenario:
+    """A routing configuration (built: queues and every agent) plus a workload (``[simulation]``
+    and ``[[arrivals]]``, validated by :class:`WorkloadModel` here) as a scenario: each agent of
+    ``acd`` is one simulated agent, logged in for the whole run and answering at once. What
+    ``hotline sim run SERVICE.toml --workload WORKLOAD.toml`` runs, and the routing API's
+    what-if (``sim/whatif.py``) on the live configuration."""
+    try:
+        WorkloadModel.model_validate(workload)
+    except ValidationError as exc:
+        raise ScenarioError(issues=issues_from_pydantic(exc, model=WorkloadModel)) from None
     sim = _simulation(workload["simulation"])
     queues = set(acd.queues)
     arrivals = [
-        _arrival(a, i, queues, base)
+        _arrival(a, i, queues, base or Path("."))
         for i, a in enumerate(_list_of_tables(workload, "arrivals", required=True))
     ]
     groups = tuple(

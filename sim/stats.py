@@ -19,6 +19,10 @@ reported figures per scope (``all``, each queue, each skill, each interval). Def
   a break) of the agents concerned, in the measured window.
 * ``occupancy_spread``: standard deviation of the agents' individual occupancies (fairness);
   ``occupancy_range`` is max - min.
+
+The ratios themselves (service level, abandon rate, occupancy) are ``acd.stats``'s, which the
+live statistics use too (``acd.stats.DayFold``), so a prediction and a live figure are the same
+quantity.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from acd import stats as definitions
 
 ANSWERED, ABANDONED, VOICEMAIL, REJECTED, UNFINISHED = 0, 1, 2, 3, 4
 OUTCOMES = ("answered", "abandoned", "voicemail", "rejected", "unfinished")
@@ -167,6 +173,10 @@ def _ratio(num: float, den: float) -> float:
     return num / den if den > 0 else math.nan
 
 
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
 def caller_figures(sel: np.ndarray, r: RunResult, threshold: float) -> dict[str, float]:
     """Caller figures over the callers selected by boolean mask ``sel``."""
     out = r.outcome[sel]
@@ -183,10 +193,12 @@ def caller_figures(sel: np.ndarray, r: RunResult, threshold: float) -> dict[str,
         "voicemail": float((out == VOICEMAIL).sum()),
         "rejected": float((out == REJECTED).sum()),
         "prob_wait": _ratio(float(r.waited[sel].sum()), offered),
-        "service_level": _ratio(float((ans & (wait <= threshold)).sum()), offered),
+        "service_level": _nan(
+            definitions.service_level(float((ans & (wait <= threshold)).sum()), offered)
+        ),
         "asa_seconds": float(wait[ans].mean()) if answered else math.nan,
         "mean_wait_seconds": float(wait[finished].mean()) if finished.any() else math.nan,
-        "abandon_rate": _ratio(float(abandoned), offered),
+        "abandon_rate": _nan(definitions.abandon_rate(float(abandoned), offered)),
     }
 
 
@@ -196,7 +208,7 @@ def agent_figures(staffed: np.ndarray, busy: np.ndarray) -> dict[str, float]:
     mask = staffed > 0
     per = busy[mask] / staffed[mask]
     return {
-        "occupancy": _ratio(float(busy.sum()), total),
+        "occupancy": _nan(definitions.occupancy(float(busy.sum()), total)),
         "occupancy_spread": float(per.std()) if per.size > 1 else (0.0 if per.size else math.nan),
         "occupancy_range": float(per.max() - per.min()) if per.size else math.nan,
     }

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from acd.cases import Case, CaseEvent, NewCase
+from acd.cases import Case, CaseEvent, CasePage, CaseSearch, NewCase
+from acd.store.work import LiveCall, StoredWork
 from acd.store.writer import AsyncCaseWriter
 
 
@@ -21,7 +22,9 @@ class CaseStore(Protocol):
     """What the case service needs from a database. Methods are synchronous and thread-safe;
     on the asyncio side use :class:`AsyncCaseWriter` (writes) and ``asyncio.to_thread`` (reads)."""
 
-    def open_case(self, new: NewCase) -> Case: ...
+    def open_case(
+        self, new: NewCase, *, events: Sequence[CaseEvent] = (), live: bool = False
+    ) -> Case: ...
     def append_event(self, case_id: int, event: CaseEvent) -> int: ...
     def write_batch(
         self, events: list[tuple[int, CaseEvent]], logs: list[dict[str, Any]]
@@ -49,11 +52,27 @@ class CaseStore(Protocol):
         workgroup: str | None = None,
         limit: int = 100,
     ) -> list[Case]: ...
+    def search_cases(self, search: CaseSearch) -> CasePage: ...
     def append_log(self, records: list[dict[str, Any]]) -> int: ...
     def read_log(
         self, since_seq: int = 0, limit: int | None = None
     ) -> list[tuple[int, dict[str, Any]]]: ...
     def close(self) -> None: ...
+    def append_audit(self, record: dict[str, Any]) -> int: ...
+    def save_work(self, work: StoredWork) -> int: ...
+    def drop_work(self, call_id: str) -> bool: ...
+    def queued_work(self) -> list[StoredWork]: ...
+    def end_call(self, case_id: int, events: Sequence[CaseEvent] = ()) -> bool: ...
+    def live_calls(self) -> list[LiveCall]: ...
+    def read_audit(
+        self,
+        *,
+        actor: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        before_seq: int | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]: ...
 
 
 from acd.store.migrate import SchemaError, SchemaTooNewError  # noqa: E402
@@ -66,9 +85,11 @@ _STORES: tuple[type[CaseStore], ...] = (SQLiteCaseStore, PostgresCaseStore)  # c
 __all__ = [
     "AsyncCaseWriter",
     "CaseStore",
+    "LiveCall",
     "PostgresCaseStore",
     "SQLiteCaseStore",
     "SchemaError",
     "SchemaTooNewError",
+    "StoredWork",
     "WriteFailed",
 ]

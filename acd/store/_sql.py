@@ -16,6 +16,8 @@ from acd.cases import (
     Case,
     CaseError,
     CaseEvent,
+    CasePage,
+    CaseSearch,
     NewCase,
     change_events,
     normalise_number,
@@ -23,6 +25,7 @@ from acd.cases import (
     validate_event,
     validate_new_case,
 )
+from acd.store.work import LiveCall, StoredWork
 
 CASE_COLUMNS = (
     "id, caller_number, caller_name, dialled, channel, call_id, case_type, status, owner,"
@@ -48,6 +51,42 @@ def row_to_case(row: Sequence[Any]) -> Case:
         queue=row[13],
         disposition=row[14],
     )
+
+
+def search_where(search: CaseSearch) -> tuple[list[str], list[Any]]:
+    """The WHERE terms (joined with AND) and their parameters for ``search``'s filters."""
+    where: list[str] = []
+    params: list[Any] = []
+
+    def any_of(column: str, values: Sequence[Any]) -> None:
+        if len(values) == 1:
+            where.append(f"{column} = ?")
+        else:
+            where.append(f"{column} IN ({', '.join('?' * len(values))})")
+        params.extend(values)
+
+    if search.caller is not None:
+        any_of("caller_number", [normalise_number(search.caller)])
+    if search.ids:
+        any_of("id", [int(i) for i in search.ids])
+    if search.types:
+        any_of("case_type", search.types)
+    if search.statuses:
+        any_of("status", search.statuses)
+    for column, value in (
+        ("owner", search.owner),
+        ("queue", search.queue),
+        ("workgroup", search.workgroup),
+    ):
+        if value is not None:
+            any_of(column, [value])
+    if search.created_from is not None:
+        where.append("created_at >= ?")
+        params.append(float(search.created_from))
+    if search.created_to is not None:
+        where.append("created_at < ?")
+        params.append(float(search.created_to))
+    return where, params
 
 
 def load_json(value: Any) -> dict[str, Any]:
@@ -114,9 +153,17 @@ class SqlCaseStore(ABC):
         return case
 
     # -- writes -----------------------------------------------------------------------------
-    def open_case(self, new: NewCase) -> Case:
-        """Insert a case and its ``opened`` event in one transaction; return the stored case."""
+    def open_case(
+        self, new: NewCase, *, events: Sequence[CaseEvent] = (), live: bool = False
+    ) -> Case:
+        """Insert a case and its ``opened`` event in one transaction; return the stored case.
+
+        ``events`` are written after ``opened`` in the same transaction (the call's
+        ``entered``); ``live`` also records the call as in progress (``live_calls``) until
+        :meth:`end_call`, so a restart after a crash can close it."""
         validate_new_case(new)
+        for ev in events:
+            validate_event(ev)
         number = normalise_number(new.caller_number)
         with self._tx() as cur:
             cur.execute(
@@ -159,6 +206,15 @@ class SqlCaseStore(ABC):
                     },
                 ),
             )
+            for ev in events:
+                self._insert_event(cur, case_id, ev)
+            if live:
+                cur.execute(
+                    self._q(
+                        "INSERT INTO live_calls (case_id, call_id, opened_at) VALUES (?, ?, ?)"
+                    ),
+                    (case_id, new.call_id, new.at),
+                )
             return self._must_get(cur, case_id)
 
     def append_event(self, case_id: int, event: CaseEvent) -> int:
@@ -228,7 +284,7 @@ class SqlCaseStore(ABC):
                     self._q(f"UPDATE cases SET {name} = ?, updated_at = ? WHERE id = ?"),
                     (new, at, case_id),
                 )
-            for ev in change_events(planned, at=at, actor=actor, reason=reason):
+            for ev in change_events(planned, at=at, actor=actor, reason=reason, stated=events):
                 self._insert_event(cur, case_id, ev)
             return self._must_get(cur, case_id)
 
@@ -328,6 +384,35 @@ class SqlCaseStore(ABC):
             )
             return [row_to_case(r) for r in cur.fetchall()]
 
+    def search_cases(self, search: CaseSearch) -> CasePage:
+        """One page of the cases matching ``search``, in its order, with the number of all
+        matches (both read in one transaction, so they agree).
+
+        Each filter is one indexed column (migrations 0002 and 0004 give every filter an index
+        ending in the sort key and id), and the page boundary is a row-value comparison on
+        ``(sort key, id)``: a page is one index range scan, however deep the page."""
+        where, params = search_where(search)
+        order = "DESC" if search.descending else "ASC"
+        page_where = list(where)
+        page_params = list(params)
+        if search.after is not None:
+            page_where.append(f"({search.sort}, id) {'<' if search.descending else '>'} (?, ?)")
+            page_params += [float(search.after[0]), int(search.after[1])]
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        page_clause = (" WHERE " + " AND ".join(page_where)) if page_where else ""
+        with self._tx() as cur:
+            cur.execute(
+                self._q(
+                    f"SELECT {CASE_COLUMNS} FROM cases{page_clause}"
+                    f" ORDER BY {search.sort} {order}, id {order} LIMIT ?"
+                ),
+                (*page_params, search.limit + 1),
+            )
+            rows = [row_to_case(r) for r in cur.fetchall()]
+            cur.execute(self._q(f"SELECT count(*) FROM cases{clause}"), tuple(params))
+            total = int(cur.fetchone()[0])
+        return CasePage(cases=rows[: search.limit], total=total, more=len(rows) > search.limit)
+
     def read_log(
         self, since_seq: int = 0, limit: int | None = None
     ) -> list[tuple[int, dict[str, Any]]]:
@@ -340,3 +425,150 @@ class SqlCaseStore(ABC):
         with self._tx() as cur:
             cur.execute(self._q(sql), params)
             return [(int(r[0]), load_json(r[1])) for r in cur.fetchall()]
+
+    # -- the staff API's audit trail (migration 0003) -----------------------------------------
+    def append_audit(self, record: dict[str, Any]) -> int:
+        """Append one audit row (``at``, ``action`` required; ``actor``, ``role``, ``via``,
+        ``session``, ``method``, ``path``, ``source``, ``status``, ``outcome``, ``data``);
+        return its ``seq``. Committed before it returns."""
+        at, action = record.get("at"), record.get("action")
+        if not isinstance(at, int | float) or not isinstance(action, str) or not action:
+            raise CaseError("an audit record needs a float 'at' and a str 'action'")
+        text = {k: str(record.get(k, "")) for k in AUDIT_TEXT_COLUMNS}
+        with self._tx() as cur:
+            cur.execute(
+                self._q(
+                    "INSERT INTO audit_log (at, action, "
+                    + ", ".join(AUDIT_TEXT_COLUMNS)
+                    + f", status, data) VALUES (?, ?, {', '.join('?' * len(AUDIT_TEXT_COLUMNS))},"
+                    f" ?, {self._json_param}) RETURNING seq"
+                ),
+                (
+                    float(at),
+                    action,
+                    *text.values(),
+                    int(record.get("status") or 0),
+                    json.dumps(record.get("data") or {}, sort_keys=True),
+                ),
+            )
+            return int(cur.fetchone()[0])
+
+    def read_audit(
+        self,
+        *,
+        actor: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        before_seq: int | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Audit rows, newest first: ``actor``'s only, ``since <= at < until``, below
+        ``before_seq`` (the previous page's last ``seq``), at most ``limit``."""
+        where: list[str] = []
+        params: list[Any] = []
+        if actor is not None:
+            where.append("actor = ?")
+            params.append(actor)
+        if since is not None:
+            where.append("at >= ?")
+            params.append(float(since))
+        if until is not None:
+            where.append("at < ?")
+            params.append(float(until))
+        if before_seq is not None:
+            where.append("seq < ?")
+            params.append(int(before_seq))
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        columns = "seq, at, action, " + ", ".join(AUDIT_TEXT_COLUMNS) + ", status, data"
+        with self._tx() as cur:
+            cur.execute(
+                self._q(f"SELECT {columns} FROM audit_log{clause} ORDER BY seq DESC LIMIT ?"),
+                (*params, int(limit)),
+            )
+            rows = cur.fetchall()
+        out = []
+        for r in rows:
+            row: dict[str, Any] = {"seq": int(r[0]), "at": float(r[1]), "action": r[2]}
+            row.update(zip(AUDIT_TEXT_COLUMNS, r[3 : 3 + len(AUDIT_TEXT_COLUMNS)], strict=True))
+            row["status"] = int(r[-2])
+            row["data"] = load_json(r[-1])
+            out.append(row)
+        return out
+
+    # -- nothing lost on a crash (migration 0005; hotline/center/recovery.py) ---------------
+    def save_work(self, work: StoredWork) -> int:
+        """Keep a queued message or callback request until :meth:`drop_work`; its row id."""
+        with self._tx() as cur:
+            cur.execute(
+                self._q(
+                    "INSERT INTO queued_work (call_id, case_id, kind, queue, enqueued_at, caller,"
+                    " recording, callback, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " RETURNING id"
+                ),
+                (
+                    work.call_id,
+                    work.case_id,
+                    work.kind,
+                    work.queue,
+                    work.enqueued_at,
+                    work.caller,
+                    work.recording,
+                    work.callback,
+                    work.created_at,
+                ),
+            )
+            return int(cur.fetchone()[0])
+
+    def drop_work(self, call_id: str) -> bool:
+        """An agent has had the work (or it is gone): forget it. False if it was not kept."""
+        with self._tx() as cur:
+            cur.execute(self._q("DELETE FROM queued_work WHERE call_id = ?"), (call_id,))
+            return bool(cur.rowcount)
+
+    def queued_work(self) -> list[StoredWork]:
+        """Every kept message and callback request, in the callers' original arrival order."""
+        with self._tx() as cur:
+            cur.execute(
+                self._q(
+                    "SELECT id, call_id, case_id, kind, queue, enqueued_at, caller, recording,"
+                    " callback, created_at FROM queued_work ORDER BY enqueued_at, id"
+                )
+            )
+            return [
+                StoredWork(
+                    id=int(r[0]),
+                    call_id=r[1],
+                    case_id=int(r[2]),
+                    kind=r[3],
+                    queue=r[4],
+                    enqueued_at=float(r[5]),
+                    caller=r[6],
+                    recording=r[7],
+                    callback=r[8],
+                    created_at=float(r[9]),
+                )
+                for r in cur.fetchall()
+            ]
+
+    def end_call(self, case_id: int, events: Sequence[CaseEvent] = ()) -> bool:
+        """The call of ``case_id`` is over: write ``events`` and forget it as live, in one
+        transaction. False when it was not live (idempotent)."""
+        for ev in events:
+            validate_event(ev)
+        with self._tx() as cur:
+            for ev in events:
+                self._insert_event(cur, case_id, ev)
+            cur.execute(self._q("DELETE FROM live_calls WHERE case_id = ?"), (case_id,))
+            return bool(cur.rowcount)
+
+    def live_calls(self) -> list[LiveCall]:
+        """Calls whose end was never written (after a crash: the calls it cut off)."""
+        with self._tx() as cur:
+            cur.execute(
+                self._q("SELECT case_id, call_id, opened_at FROM live_calls ORDER BY case_id")
+            )
+            return [LiveCall(int(r[0]), r[1], float(r[2])) for r in cur.fetchall()]
+
+
+AUDIT_TEXT_COLUMNS = ("actor", "role", "via", "session", "method", "path", "source", "outcome")
+"""The text columns of ``audit_log`` besides ``action`` (migration 0003)."""

@@ -10,6 +10,11 @@ commits as soon as it picks the item up: an event is durable within one commit t
 unless the queue is backed up (measured on the dev machine, SQLite ``synchronous=FULL`` in /tmp:
 enqueue 2.6 us; enqueue-to-durable 0.4 ms median, 0.5 ms p95; 10,000 queued events commit in
 0.2 s in batches of ``max_batch``). Commit time grows with the disk's fsync latency. Items still in the queue when the process dies are lost; committed ones never are.
+
+What must survive a crash does not rely on that window (issue 11): a call's case is opened
+with its ``entered`` event and its live-call row in one awaited transaction, its end is an
+awaited :meth:`run` (``CaseLog.call_over``, which also commits everything queued before), and
+queued work is flushed (awaited) before the call moves on; the rest stays batched.
 """
 
 from __future__ import annotations
@@ -17,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from acd.cases import CaseEvent, validate_event
+from acd.cases import Case, CaseError, CaseEvent, validate_event
 
 if TYPE_CHECKING:
     from acd.store import CaseStore
@@ -54,6 +59,48 @@ class _Control:
 
         if not self.loop.is_closed():
             self.loop.call_soon_threadsafe(_set)
+
+
+class _Update:
+    __slots__ = ("actor", "at", "case_id", "events", "plan", "reason")
+
+    def __init__(
+        self,
+        case_id: int,
+        plan: Callable[[Case], Mapping[str, Any]],
+        at: float,
+        actor: str,
+        reason: str,
+        events: tuple[CaseEvent, ...],
+    ) -> None:
+        self.case_id = case_id
+        self.plan = plan
+        self.at = at
+        self.actor = actor
+        self.reason = reason
+        self.events = events
+
+    def apply(self, store: CaseStore) -> None:
+        case = store.get_case(self.case_id)
+        if case is None:
+            raise CaseError(f"no case {self.case_id}")
+        store.update_case(
+            self.case_id,
+            at=self.at,
+            actor=self.actor,
+            reason=self.reason,
+            events=self.events,
+            **self.plan(case),
+        )
+
+
+class _Submit:
+    """Run ``fn(store)`` on the writer thread, in queue order, without waiting for it."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[Any], Any]) -> None:
+        self.fn = fn
 
 
 class WriteFailed(RuntimeError):
@@ -94,6 +141,39 @@ class AsyncCaseWriter:
         if not isinstance(record.get("at"), int | float) or not isinstance(record.get("kind"), str):
             raise ValueError("a log record needs a float 'at' and a str 'kind'")
         self._queue.put(("l", record))
+
+    def update_case(
+        self,
+        case_id: int,
+        plan: Callable[[Case], Mapping[str, Any]],
+        *,
+        at: float,
+        actor: str,
+        reason: str = "",
+        events: Sequence[CaseEvent] = (),
+    ) -> None:
+        """Enqueue a change of a case's fields, decided on the writer thread by ``plan`` from
+        the case as stored then (after everything queued before), written with ``events`` in
+        one transaction (:meth:`CaseStore.update_case`). O(1) here, like :meth:`append_event`.
+        A plan that changes nothing writes only ``events``; a refused change counts as failed
+        (:attr:`failed`) and leaves no trace."""
+        if self._closed:
+            raise RuntimeError("writer is closed")
+        for ev in events:
+            validate_event(ev)
+        self._queue.put(_Update(case_id, plan, at, actor, reason, tuple(events)))
+
+    def submit(self, fn: Callable[[CaseStore], Any]) -> None:
+        """Enqueue ``fn(store)`` to run on the writer thread after what is queued before it
+        (O(1) here); a failure counts in :attr:`failed` like a refused write."""
+        if self._closed:
+            raise RuntimeError("writer is closed")
+        self._queue.put(_Submit(fn))
+
+    @property
+    def closed(self) -> bool:
+        """The writer no longer takes writes (closing or closed)."""
+        return self._closed
 
     def pending(self) -> int:
         """Approximate number of queued, not yet committed items."""
@@ -148,6 +228,21 @@ class AsyncCaseWriter:
                 if item is _STOP:
                     self._commit(events, logs)
                     return
+                if isinstance(item, _Submit):
+                    self._commit(events, logs)
+                    events, logs = [], []
+                    try:
+                        item.fn(self.store)
+                        self.committed += 1
+                    except Exception as exc:
+                        self.failed += 1
+                        self.last_error = exc
+                    continue
+                if isinstance(item, _Update):
+                    self._commit(events, logs)
+                    events, logs = [], []
+                    self._apply(item)
+                    continue
                 if isinstance(item, _Control):
                     self._commit(events, logs)
                     events, logs = [], []
@@ -163,6 +258,17 @@ class AsyncCaseWriter:
                 else:
                     logs.append(item[1])
             self._commit(events, logs)
+
+    def _apply(self, update: _Update) -> None:
+        try:
+            update.apply(self.store)
+            self.committed += 1 + len(update.events)
+            return
+        except Exception as exc:
+            self.failed += 1
+            self.last_error = exc
+        # The change was refused (rolled back): its events still tell what happened.
+        self._commit([(update.case_id, ev) for ev in update.events], [])
 
     def _commit(self, events: list[tuple[int, CaseEvent]], logs: list[dict[str, Any]]) -> None:
         if not events and not logs:

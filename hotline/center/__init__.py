@@ -6,6 +6,8 @@ Split by responsibility:
 * ``waiting.py``: the waiting experience (music, announcements, keys 1 and 2);
 * ``offers.py``: ringing agents, bridging, delivering messages and callbacks;
 * ``caselog.py``: the case event vocabulary (:class:`CaseLog`);
+* ``recordings.py``: recorded conversations (consent prompt, stereo recording, retention);
+* ``monitor.py``: supervisors listening, whispering or barging in on an agent's call;
 * ``telephony.py``: the :class:`Telephony` port the center rings agents through.
 """
 

@@ -35,8 +35,14 @@ from acd.service import AcdService
 from acd.stats import StatsAccumulator
 from acd.store.sqlite import SQLiteCaseStore
 from acd.store.writer import AsyncCaseWriter
+from hotline.center.agents import AgentDesk
 from hotline.center.caselog import CaseLog, CaseTrail
+from hotline.center.feed import CenterEvents, EventFeed
 from hotline.center.offers import Offers
+from hotline.center.recordings import CallRecorder, RecordingStore
+from hotline.center.recovery import Recovered, recover
+from hotline.center.routing import RoutingDesk
+from hotline.center.stats import StatsView
 from hotline.center.telemetry import QueueMetrics, QueueTelemetry
 from hotline.center.telephony import Telephony
 from hotline.center.waiting import QueueItem, QueueResult, WaitingRoom
@@ -152,6 +158,14 @@ class ContactCenter:
         self.acd = AcdService(
             self.engine, on_action=self._on_action, on_log=self._on_log, clock=clock
         )
+        self.stats_view = StatsView(self.writer, self.engine, clock=clock)
+        """Live statistics from the stored engine log: queues now and per interval, an agent's
+        day (stats.py); ``await stats_view.snapshot()`` is the statistics tick."""
+        self.feed = EventFeed(clock=clock)
+        """The live event stream (feed.py; served as ``GET /api/events``)."""
+        self.events = CenterEvents(self.feed, self.engine)
+        """What the center publishes on the feed: engine log, offers, cases, statistics."""
+        self.cases.events = self.events
         self.waiting: dict[str, QueueItem] = {}
         """Calls and work the ACD is routing, by call id (read-only for others)."""
         self._tasks: set[asyncio.Task[None]] = set()
@@ -165,6 +179,16 @@ class ContactCenter:
             voicemail_settings=self.settings.voicemail,
             recordings=self.settings.recordings,
         )
+        self.recordings = CallRecorder(
+            RecordingStore(self.settings.recordings / "calls"),
+            queue_config=lambda queue: self.engine.config.queues.get(queue),
+            cases=self.cases,
+            clock=clock,
+            spawn=self._spawn,
+        )
+        """Recorded conversations of the queues with ``record = true`` (recordings.py)."""
+        self.agents = AgentDesk(self, clock=clock)
+        """The agents' own work: state, the call in hand, tasks (agents.py)."""
         self.offers = Offers(
             telephony=telephony,
             acd=self.acd,
@@ -174,7 +198,15 @@ class ContactCenter:
             spawn=self._spawn,
             forget=self.room.forget,
             unoffered=self._waits_again,
+            recorder=self.recordings,
+            events=self.events,
+            desk=self.agents,
         )
+        self.recovered = Recovered()
+        """What the last start-up found after a crash (recovery.py)."""
+        self.routing = RoutingDesk(self)
+        """Routing for supervisors: versions (restored from the data directory), validation,
+        what-if, apply, rollback, explanations (routing.py)."""
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -184,10 +216,18 @@ class ContactCenter:
         for agent in self.settings.agents:
             if self.telephony.agent_reachable(agent):
                 self.presence_changed(agent, True)
+        # After a crash: close the calls it cut off, queue the kept work again (recovery.py).
+        self.recovered = await recover(
+            self.cases, self.room, queues=set(self.engine.config.queues), clock=self._clock
+        )
         self._spawn(self.room.expire_messages())
+        await self.recordings.open()
+        self._spawn(self.recordings.expire_recordings())
+        self._spawn(self.events.stats_ticks(self.stats_view.snapshot))
 
     async def close(self) -> None:
         """Stop every task (agent legs, announcements), the engine's timer and the writer."""
+        self.feed.close()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -210,6 +250,9 @@ class ContactCenter:
         if agent_id not in self.settings.agents:
             return
         now = self._clock()
+        if present and not self.agents.presence_may_log_in(agent_id):
+            log.info("agent_presence_ignored", agent=agent_id, reason="signed_off")
+            return
         if present:
             self.acd.handle(acd_ev.AgentLoggedIn(at=now, agent_id=agent_id))
         else:
@@ -306,6 +349,7 @@ class ContactCenter:
                 if session.state != "ended" and record.outcome != "transferred":
                     with contextlib.suppress(SessionEnded, MediaError):
                         await session.hangup("normal")
+                await self.cases.call_over(record.case_id)  # its end is durable, then the log
                 log.info(
                     "call_handled",
                     call_id=record.call_id,
@@ -322,14 +366,14 @@ class ContactCenter:
     async def _serve(
         self, session: CallSession, kind: str, target: str, record: CallRecord
     ) -> None:
-        case_id = await self.cases.open_case(session)
+        case_id = await self.cases.open_case(session, entry=kind)  # opened + entered, durable
         record.case_id = case_id
-        self.cases.entered(case_id, dialled=session.dialled, channel=session.channel, entry=kind)
         try:
             await session.answer()
             outcome = await self._choose(session, kind, target, case_id)
         except SessionEnded as ended:
-            self.cases.hung_up(case_id, "caller", by=ended.by, cause=ended.cause, stage="ivr")
+            who = "system" if ended.cause == "media_lost" else "caller"  # not the caller's doing
+            self.cases.hung_up(case_id, who, by=ended.by, cause=ended.cause, stage="ivr")
             record.outcome = "ivr_hangup"
             return
         record.queue = outcome.queue
@@ -424,6 +468,30 @@ class ContactCenter:
                 self.room.abandon(item)
             return None
 
+    async def requeue(
+        self, session: CallSession, case_id: int, queue: str, *, language: str
+    ) -> None:
+        """Queue a connected caller again, on their case (an agent's blind transfer to
+        ``queue``): the waiting experience, offers and the end as for a new arrival, with a
+        ``call_handled`` line of its own (entry ``transfer``) at the end."""
+        record = CallRecord(
+            call_id=session.id,
+            entry="transfer",
+            dialled=session.dialled,
+            started=self._clock(),
+            case_id=case_id,
+            queue=queue,
+        )
+        with bound_contextvars(call_id=session.id):
+            try:
+                outcome = Outcome(kind="queue", queue=queue, language=language)
+                await self._queue(session, case_id, outcome, record)
+            finally:
+                if session.state != "ended":
+                    with contextlib.suppress(SessionEnded, MediaError):
+                        await session.hangup("normal")
+                log.info("call_handled", **dataclasses.asdict(record))
+
     def _waits_again(self, item: QueueItem) -> None:
         """Nobody is rung for the call any more (RONA, a failed ring): music again."""
         if item.still_waiting:
@@ -435,6 +503,7 @@ class ContactCenter:
         for record in records:
             self.telemetry.fold(record)
         self.cases.engine_log([r.to_dict() for r in records])
+        self.events.engine_log(records)
 
     def _on_action(self, action: act.Action) -> None:
         """Carry out one engine action (the engine has already changed its state)."""

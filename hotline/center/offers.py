@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import structlog
 from structlog.contextvars import bound_contextvars
@@ -26,11 +27,16 @@ from acd import actions as act
 from acd import events as acd_ev
 from acd.service import AcdService
 from hotline.center.caselog import CaseLog
+from hotline.center.recordings import CallRecorder
 from hotline.center.telephony import Telephony
 from hotline.center.waiting import QueueItem, Spawn
 from media_gateway.media.engine import MediaError
 from media_gateway.session import CallSession, SessionEnded, keep_bridged
 from voicemail import box as voicemail
+
+if TYPE_CHECKING:
+    from hotline.center.agents import AgentDesk
+    from hotline.center.feed import CenterEvents, OfferState
 
 log = structlog.get_logger("hotline.center.offers")
 
@@ -49,6 +55,9 @@ class Offers:
         spawn: Spawn,
         forget: Callable[[QueueItem], None],
         unoffered: Callable[[QueueItem], None],
+        recorder: CallRecorder | None = None,
+        events: CenterEvents | None = None,
+        desk: AgentDesk | None = None,
     ) -> None:
         self._telephony = telephony
         self._acd = acd
@@ -58,6 +67,12 @@ class Offers:
         self._spawn = spawn
         self._forget = forget
         self._unoffered = unoffered
+        self._recorder = recorder
+        self._events = events
+        self._desk = desk
+        """The agents' desk (agents.py) follows each agent's call and delivered work."""
+        """Offers are published on the live event stream (feed.py)."""
+        """Consent prompt and recording for queues that record (recordings.py)."""
         """Called when a call is left with nobody rung (it waits again: music)."""
 
     # -- the engine's actions --------------------------------------------------------------
@@ -75,11 +90,28 @@ class Offers:
             )
             return
         self._cases.offered(item.case_id, agent=action.agent_id, queue=action.queue)
+        if self._events is not None:
+            self._events.offer_ringing(
+                agent=action.agent_id,
+                call_id=item.call_id,
+                case_id=item.case_id,
+                queue=action.queue,
+                caller=item.caller,
+                ring_timeout=action.ring_timeout,
+                vars=item.session.vars if item.session is not None else None,
+            )
         item.offers[action.agent_id] = self._spawn(
             self._ring(item, action.agent_id, action.ring_timeout)
         )
 
     def cancel(self, action: act.CancelOffer) -> None:
+        timed_out = action.reason == "no_answer"
+        self._offer_ended(
+            action.call_id,
+            action.agent_id,
+            "timed_out" if timed_out else "cancelled",
+            "" if timed_out else action.reason,
+        )
         item = self._items.get(action.call_id)
         if item is None:
             return
@@ -98,6 +130,7 @@ class Offers:
             self._spawn(self._connect(item, action.agent_id))
 
     def refuse(self, action: act.RefuseAnswer) -> None:
+        self._offer_ended(action.call_id, action.agent_id, "refused", action.reason)
         item = self._items.get(action.call_id)
         leg = item.answered_legs.pop(action.agent_id, None) if item is not None else None
         if leg is not None:
@@ -115,6 +148,7 @@ class Offers:
             except (LookupError, ValueError, MediaError) as exc:
                 log.info("offer_failed", reason=str(exc))
                 self._ring_ended(item, agent)
+                self._offer_ended(item.call_id, agent, "failed", str(exc)[:40])
                 self._acd.handle(
                     acd_ev.OfferFailed(
                         at=self._clock(), call_id=item.call_id, agent_id=agent, reason=str(exc)[:40]
@@ -125,6 +159,7 @@ class Offers:
             self._ring_ended(item, agent)
             if leg is None:
                 log.info("offer_not_answered")
+                self._offer_ended(item.call_id, agent, "timed_out")
                 self._acd.handle(
                     acd_ev.OfferTimedOut(at=self._clock(), call_id=item.call_id, agent_id=agent)
                 )
@@ -133,13 +168,19 @@ class Offers:
             caller_gone = item.session is not None and item.session.state == "ended"
             if self._items.get(item.call_id) is not item or caller_gone:
                 log.info("offer_answered_too_late")
+                self._offer_ended(item.call_id, agent, "cancelled", "caller_gone")
                 await leg.hangup("caller_gone")
                 return
             item.answered_legs[agent] = leg
             log.info("offer_answered")
+            self._offer_ended(item.call_id, agent, "answered")
             self._acd.handle(
                 acd_ev.OfferAnswered(at=self._clock(), call_id=item.call_id, agent_id=agent)
             )
+
+    def _offer_ended(self, call_id: str, agent: str, state: OfferState, reason: str = "") -> None:
+        if self._events is not None:
+            self._events.offer_ended(state, agent=agent, call_id=call_id, reason=reason)
 
     def _ring_ended(self, item: QueueItem, agent: str) -> None:
         item.offers.pop(agent, None)
@@ -186,7 +227,13 @@ class Offers:
         with whoever took the call and the case follows); the conversation ends when the
         caller or the last party hangs up."""
         try:
+            if self._recorder is not None:
+                await self._recorder.consent(caller, item.queue)  # before the agent hears them
             await caller.bridge(leg)
+            if self._recorder is not None:
+                await self._recorder.start(
+                    caller, leg, case_id=item.case_id, queue=item.queue, agent=agent
+                )
         except (SessionEnded, MediaError):
             with contextlib.suppress(SessionEnded, MediaError):
                 await leg.hangup("caller_gone")
@@ -198,8 +245,12 @@ class Offers:
             now_with = caller.bridged_to
             if caller.state != "ended" and now_with is not None and now_with is not leg:
                 self._cases.transferred_by_agent(item.case_id, agent=agent, to=now_with.dialled)
+            if self._desk is not None:
+                self._desk.agent_left(item, agent)
 
         part = self._spawn(agent_part())
+        if self._desk is not None:  # (a blind transfer through the API cancels this task)
+            self._desk.talking(item, caller, leg, agent)
         await keep_bridged(caller, leg)
         with contextlib.suppress(asyncio.CancelledError, TimeoutError):
             await asyncio.wait_for(part, 10)
@@ -209,13 +260,16 @@ class Offers:
 
     async def _deliver(self, item: QueueItem, leg: CallSession, agent: str) -> None:
         """A message or callback request reached an agent: play it, offer to call back."""
+        called_back: bool | None = None
+        if self._desk is not None:
+            self._desk.work_started(item, agent)
         try:
             prompt = "agent_callback" if item.kind == "voicemail" else "agent_callback_request"
             choice = await voicemail.deliver(leg, item.recording or None, prompt=prompt)
             if choice == "callback" and item.callback and leg.state != "ended":
                 self._cases.note(item.case_id, agent, text="calling back", target=item.callback)
                 with contextlib.suppress(SessionEnded):
-                    ok = await leg.transfer(item.callback, mode="reroute")
+                    ok = called_back = await leg.transfer(item.callback, mode="reroute")
                     self._cases.called_back(item.case_id, agent=agent, target=item.callback, ok=ok)
                     if ok:
                         await leg.ended.wait()
@@ -225,4 +279,6 @@ class Offers:
                     await leg.hangup("normal")
             self._cases.hung_up(item.case_id, agent, kind=item.kind)
             self._acd.handle(acd_ev.CallEnded(at=self._clock(), call_id=item.call_id))
+            if self._desk is not None:
+                self._desk.work_ended(item, agent, called_back=called_back)
             log.info("work_delivered", kind=item.kind)

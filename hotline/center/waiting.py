@@ -26,6 +26,7 @@ import structlog
 
 from acd import events as acd_ev
 from acd.service import AcdService
+from acd.store.work import StoredWork
 from hotline.center.caselog import CaseLog, WorkKind
 from ivr.runner import Outcome
 from media_gateway.media.engine import MediaError
@@ -243,6 +244,7 @@ class WaitingRoom:
                 self._cases.note(
                     item.case_id, "caller", text="callback requested", queue=item.queue
                 )
+                await self._cases.durable()  # kept before the caller hears it is
                 with contextlib.suppress(MediaError):
                     await session.stop_play()
                 await session.play("callback_confirmed", interruptible=False)
@@ -272,9 +274,14 @@ class WaitingRoom:
             return False
         self._acd.handle(acd_ev.CallAbandoned(at=self._clock(), call_id=item.call_id))
         self._drop_agents(item)
-        self._cases.abandoned(
-            item.case_id, queue=item.queue, waited=self._clock() - item.enqueued_at
-        )
+        waited = self._clock() - item.enqueued_at
+        if item.session is not None and item.session.cause == "media_lost":
+            # The media process died: not the caller's doing (the case names the real cause).
+            self._cases.hung_up(
+                item.case_id, "system", cause="media_lost", queue=item.queue, waited=waited
+            )
+        else:
+            self._cases.abandoned(item.case_id, queue=item.queue, waited=waited)
         self.forget(item)
         return True
 
@@ -299,6 +306,8 @@ class WaitingRoom:
         """Drop the item from the routed set (idempotent)."""
         if self._items.get(item.call_id) is item:
             del self._items[item.call_id]
+            if item.kind != "call":  # delivered: a restart must not bring it back
+                self._cases.work_done(item.call_id)
         if item.announce_task is not None:
             item.announce_task.cancel()
 
@@ -335,6 +344,7 @@ class WaitingRoom:
             recording=message.path,
             callback=callback_target(session),
         )
+        await self._cases.durable()  # the message is kept before the call moves on
         return True
 
     def queue_work(
@@ -347,11 +357,14 @@ class WaitingRoom:
         caller: str,
         recording: str = "",
         callback: str = "",
+        restored: str = "",
     ) -> QueueItem:
-        """Queue a message or a callback request with the caller's original arrival time."""
+        """Queue a message or a callback request with the caller's original arrival time; it
+        is kept in the case store until delivered. ``restored``: the id of work kept before a
+        restart, put back by hotline/center/recovery.py (already kept)."""
         prefix = "vm-" if kind == "voicemail" else "cb-"
         item = QueueItem(
-            call_id=f"{prefix}{next(self._ids)}-{int(self._clock())}",
+            call_id=restored or f"{prefix}{next(self._ids)}-{int(self._clock() * 1000)}",
             case_id=case_id,
             queue=queue,
             enqueued_at=enqueued_at,
@@ -361,7 +374,23 @@ class WaitingRoom:
             callback=callback,
         )
         self._items[item.call_id] = item
-        self._cases.work_queued(case_id, queue=queue, kind=kind, enqueued_at=enqueued_at)
+        if not restored and kind != "call":
+            self._cases.work_kept(
+                StoredWork(
+                    call_id=item.call_id,
+                    case_id=case_id,
+                    kind=kind,
+                    queue=queue,
+                    enqueued_at=enqueued_at,
+                    caller=caller,
+                    recording=recording,
+                    callback=callback,
+                    created_at=self._clock(),
+                )
+            )
+        self._cases.work_queued(
+            case_id, queue=queue, kind=kind, enqueued_at=enqueued_at, restored=bool(restored)
+        )
         self._acd.handle(
             acd_ev.CallArrived(
                 at=self._clock(),

@@ -25,12 +25,22 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import hdrs, web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from agent_client import desk as agent_desk
 from agent_client import pages as agent_pages
+from agent_client.console import declare as declare_console
 from hotline.config import parse_hostport
+from hotline.http.agents import declare as declare_agents
 from hotline.http.api import API_KEY, Access, Api, ApiCall
 from hotline.http.cases import declare as declare_center_routes
 from hotline.http.docs import declare as declare_docs
 from hotline.http.middleware import access_log_middleware, api_error, error_middleware
+from hotline.http.monitor import declare as declare_monitor
+from hotline.http.recordings import declare as declare_recordings
+from hotline.http.routing import declare as declare_routing
+from hotline.http.session import declare as declare_session
+from hotline.http.session import session_middleware
+from hotline.http.stats import declare as declare_stats
+from hotline.http.stream import declare as declare_stream
 from media_gateway import webrtc
 
 if TYPE_CHECKING:
@@ -84,15 +94,31 @@ def _version() -> str:
 
 def build_api(hotline: Hotline) -> Api:
     """Every route of the service, declared once (hotline/http/api.py)."""
-    api = Api(title="hotline", version=_version(), authenticator=hotline.auth)
+    api = Api(
+        title="hotline",
+        version=_version(),
+        authenticator=hotline.auth,
+        audit=hotline.audit.api_call,
+    )
     declare(api, hotline)
     declare_center_routes(api, hotline)
+    declare_agents(api, hotline)
+    declare_recordings(api, hotline)
+    declare_routing(api, hotline)
+    declare_stats(api, hotline)
+    declare_stream(api, hotline)
+    declare_monitor(api, hotline)
+    agent_desk.declare(api, Access.PUBLIC)  # /desk, /desk/*, /common/*
     declare_docs(api, hotline)
+    declare_console(api, public=Access.PUBLIC)
+    declare_session(api, hotline)  # last: DELETE /api/tokens/current revokes the caller's token
     return api
 
 
 def build_http_app(hotline: Hotline) -> web.Application:
-    app = web.Application(middlewares=[access_log_middleware, error_middleware])
+    app = web.Application(
+        middlewares=[session_middleware(hotline.config), access_log_middleware, error_middleware]
+    )
     app[API_KEY] = api = build_api(hotline)
     api.mount(app)
     return app

@@ -250,6 +250,33 @@ class StopRecord(MediaOp[Ack]):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RecordCall(MediaOp[Ack]):
+    """Record the conversation between channels ``a`` and ``b`` into one stereo WAV (8 kHz,
+    16-bit, 2 channels): what ``a`` hears (its caller's voice) on the left, what ``b`` hears
+    on the right. It ends on ``StopRecordCall``, when either channel closes (``hangup``), when
+    either is bridged to a third channel (``transferred``) or at ``max_seconds``
+    (``max_length``); both sides are silent while ``a`` and ``b`` are not bridged to each
+    other (hold, a prompt). The file is written as the call goes (``.<name>.part`` beside
+    ``path``, a valid WAV after every second) and renamed to ``path`` at the end; then a
+    ``RecordDone`` with ``op_id`` is sent to ``a``'s subscriber."""
+
+    TAG: ClassVar[str] = "record_call"
+    a: Str
+    b: Str
+    path: Str
+    op_id: Str = "record_call"
+    max_seconds: Float = 4 * 3600.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopRecordCall(MediaOp[Ack]):
+    """End the recorded conversation ``chan`` is a side of (nothing when there is none)."""
+
+    TAG: ClassVar[str] = "stop_record_call"
+    chan: Str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Bridge(MediaOp[Ack]):
     """Media both ways between channels ``a`` and ``b``."""
 
@@ -262,6 +289,27 @@ class Bridge(MediaOp[Ack]):
 class Unbridge(MediaOp[Ack]):
     TAG: ClassVar[str] = "unbridge"
     chan: Str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Mute(MediaOp[Ack]):
+    """While ``on``, what ``chan`` hears (its far end's voice and keys) is not passed on to the
+    bridged peer, which gets silence in its place; the far end still hears the peer."""
+
+    TAG: ClassVar[str] = "mute"
+    chan: Str
+    on: Bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Mix(MediaOp[Ack]):
+    """``chan`` sends the sum of what ``sources`` hear (their far ends' voices, clipped) in
+    place of its bridged peer's media: a supervisor monitoring a call, an agent hearing a
+    whisper. ``()`` ends the mix (the relay from the peer resumes)."""
+
+    TAG: ClassVar[str] = "mix"
+    chan: Str
+    sources: tuple[Str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -379,7 +427,7 @@ class RecordDone(MediaEvent):
     """The ``op_id`` of the ``Record``."""
     path: Str
     reason: Str
-    """dtmf, silence, max_length, hangup, stopped."""
+    """dtmf, silence, max_length, hangup, stopped; for a ``RecordCall`` also transferred."""
     seconds: Float = 0.0
     heard_sound: Bool = False
     error: Str | None = None
@@ -422,8 +470,12 @@ OPERATIONS: tuple[type[MediaOp[Any]], ...] = (
     StopPlay,
     Record,
     StopRecord,
+    RecordCall,
+    StopRecordCall,
     Bridge,
     Unbridge,
+    Mute,
+    Mix,
     Echo,
     SendDtmf,
     Digit,

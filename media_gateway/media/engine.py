@@ -17,6 +17,17 @@ and, when something needs the audio itself (a recording, the in-band DTMF detect
 sample-leg peer), through a playout buffer that is popped once per tick. Decoding, encoding
 and in-band detection are batched across all channels per tick (one numpy operation each).
 
+A conversation between two channels can be recorded as one stereo file (``record_call``):
+what channel ``a`` hears (the caller's voice) on the left, what ``b`` hears (the agent's) on
+the right, one 20 ms frame per side per tick, so both sides stay aligned. The engine keeps
+about a second of it and hands each full second to the shell (``call_record_data`` events),
+which appends it to the file; channels outside a recorded conversation pay nothing for it.
+
+A channel can send a *mix* instead (``set_mix``, for a supervisor monitoring a call): the
+sum of what some other channels hear this tick, clipped to 16 bits and encoded in one batch per
+codec, in the channel's own SSRC/sequence/timestamp space. A mix replaces the relay from the
+bridged peer (a whisper: the agent hears caller + supervisor) and yields to a prompt or music.
+
 RTP sending is symmetric (RFC 4961): once a packet arrives, replies go to its source address,
 whatever the SDP said, so callers behind NAT hear us.
 """
@@ -56,6 +67,11 @@ PTIME = 0.02
 CODEC_PT = {"PCMU": 0, "PCMA": 8}
 SILENCE_BYTE = {"PCMU": g711.ULAW_SILENCE, "PCMA": g711.ALAW_SILENCE}
 SILENCE_DBFS = -45.0
+CALL_CHUNK_FRAMES = 50
+"""A recorded conversation reaches the shell (and the file) one second at a time."""
+CALL_RECORD_MAX_SECONDS = 4 * 3600.0
+_SOUND_LEVEL = int(32768 * 10 ** (SILENCE_DBFS / 20))
+"""A sample above this (peak) counts as sound in a recorded conversation."""
 _HDR = struct.Struct("!BBHII")
 Address = tuple[str, int]
 Samples = npt.NDArray[np.int16]
@@ -86,6 +102,31 @@ class Recording:
     frames: int = 0
     silent_run: int = 0
     heard_sound: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class CallRecording:
+    """A conversation being recorded: what ``a`` hears (left) and ``b`` hears (right).
+
+    Frames go into ``buf`` (``CALL_CHUNK_FRAMES`` frames, stereo int16, zeros = silence) at
+    ``pos``; a full buffer is handed to the shell and a new one started. While ``a`` and ``b``
+    are not linked to each other (one side hears a prompt or music on hold) both sides are
+    written as silence, so the file's timeline stays the call's."""
+
+    op: str
+    path: str
+    a: Channel
+    b: Channel
+    max_frames: int
+    buf: Samples
+    pos: int = 0
+    frames: int = 0
+    heard_sound: bool = False
+    fed_a: Samples | None = None
+    fed_b: Samples | None = None
+    carry_a: Samples | None = None
+    """Samples a ``samples`` channel delivered beyond one frame (kept for the next tick)."""
+    carry_b: Samples | None = None
 
 
 @dataclass(slots=True)
@@ -127,7 +168,18 @@ class Channel:
     detector: InbandDtmfDetector | None = None
     play: Play | None = None
     recording: Recording | None = None
+    call_rec: CallRecording | None = None
+    """The recorded conversation this channel is a side of."""
     peer: Channel | None = None
+    muted: bool = False
+    """What this channel hears is not passed on to its peer (silence instead); ``set_mute``."""
+    mix: list[Channel] | None = None
+    """What this channel sends is the sum of what these hear (``set_mix``); None: its usual
+    source (the bridged peer, a prompt, its echo)."""
+    mixed_by: int = 0
+    """How many mixes hear this channel."""
+    mix_carry: Samples | None = None
+    """Samples a ``samples`` channel delivered beyond one frame, for the next tick's mixes."""
     echo: bool = False
     in_ssrc: int | None = None
     relay_ssrc: int | None = None
@@ -144,6 +196,8 @@ class Channel:
         """Whether incoming audio must be decoded (playout buffer popped each tick)."""
         return (
             self.recording is not None
+            or self.call_rec is not None
+            or self.mixed_by > 0
             or self.inband
             or (self.peer is not None and self.peer.kind == "samples" and self.kind == "rtp")
         )
@@ -169,6 +223,10 @@ class MediaEngine:
         self._out: list[tuple[Channel, bytes, bool]] = []  # (channel, datagram, is_rtcp)
         self._events: list[dict[str, Any]] = []
         self._sample_out: list[tuple[Channel, Samples]] = []
+        self.call_recordings: dict[str, CallRecording] = {}
+        """Recorded conversations by op id."""
+        self._mix_fed: dict[Channel, Samples] = {}
+        """This tick's decoded audio of channels heard by a mix."""
         self.ticks = 0
         self.late_ticks = 0
 
@@ -240,10 +298,19 @@ class MediaEngine:
             return None
         if ch.peer is not None:
             self._unlink(ch)
+        if ch.mix is not None:
+            self._clear_mix(ch)
+        if ch.mixed_by:
+            for other in self.channels.values():
+                if other.mix is not None and ch in other.mix:
+                    other.mix.remove(ch)
+            ch.mixed_by = 0
         if ch.play is not None:
             self._finish_play(ch, "closed", now)
         if ch.recording is not None:
             self._finish_record(ch, "hangup", now)
+        if ch.call_rec is not None:
+            self._finish_call_record(ch.call_rec, "hangup")
         if ch.kind == "rtp" and ch.remote is not None and ch.packets_out:
             self._out.append((ch, self._rtcp_bye(ch, now), True))
         return self.channel_stats(ch)
@@ -321,11 +388,58 @@ class MediaEngine:
         if ch.recording is not None:
             self._finish_record(ch, "stopped", now)
 
+    def record_call(
+        self,
+        a_id: str,
+        b_id: str,
+        now: float,
+        *,
+        op: str,
+        path: str,
+        max_seconds: float = CALL_RECORD_MAX_SECONDS,
+    ) -> None:
+        """Record the conversation between ``a`` and ``b`` (stereo: what ``a`` hears on the
+        left, what ``b`` hears on the right) until :meth:`stop_record_call`, either channel
+        closes, either is bridged to a third channel (``transferred``) or ``max_seconds``.
+        Silence on both sides while they are not bridged to each other."""
+        a, b = self.get(a_id), self.get(b_id)
+        if a is b:
+            raise MediaError("a conversation has two different channels")
+        for ch in (a, b):
+            if ch.call_rec is not None:
+                raise MediaError(f"channel {ch.id!r} is already in a recorded conversation")
+        if op in self.call_recordings:
+            raise MediaError(f"a conversation is already recorded as {op!r}")
+        if max_seconds <= 0:
+            raise MediaError("max_seconds must be positive")
+        rec = CallRecording(
+            op=op,
+            path=path,
+            a=a,
+            b=b,
+            max_frames=max(1, round(max_seconds / PTIME)),
+            buf=_stereo_chunk(),
+        )
+        a.call_rec = b.call_rec = rec
+        self.call_recordings[op] = rec
+        for ch in (a, b):
+            self._ensure_jitter(ch)
+
+    def stop_record_call(self, chan_id: str, now: float) -> None:
+        """End the recorded conversation ``chan_id`` is a side of (if any)."""
+        ch = self.get(chan_id)
+        if ch.call_rec is not None:
+            self._finish_call_record(ch.call_rec, "stopped")
+
     def bridge(self, a_id: str, b_id: str, now: float) -> None:
         """Media both ways between two channels (each stops playing first)."""
         a, b = self.get(a_id), self.get(b_id)
         if a is b:
             raise MediaError("a channel cannot be bridged to itself")
+        for ch in (a, b):
+            rec = ch.call_rec
+            if rec is not None and {rec.a, rec.b} != {a, b}:
+                self._finish_call_record(rec, "transferred")  # a side joins someone else
         for ch in (a, b):
             if ch.play is not None:
                 self._finish_play(ch, "bridged", now)
@@ -342,6 +456,43 @@ class MediaEngine:
         ch = self.get(chan_id)
         if ch.peer is not None:
             self._unlink(ch)
+
+    def set_mute(self, chan_id: str, on: bool) -> None:
+        """Mute (or unmute) what ``chan_id`` hears towards its bridged peer: the peer gets
+        silence in its place (the stream goes on: same SSRC, sequence and timing) and none of
+        its keys; the channel's far end still hears the peer."""
+        self.get(chan_id).muted = on
+
+    def set_mix(self, chan_id: str, sources: list[str], now: float) -> None:
+        """``chan_id`` sends the sum of what ``sources`` hear (their far ends' voices), each
+        tick, instead of its bridged peer's media; ``[]`` ends the mix and the relay from the
+        peer resumes. The sources' own media are not disturbed. A source that closes leaves
+        the mix; a prompt or music played to ``chan_id`` goes first while it lasts."""
+        ch = self.get(chan_id)
+        srcs = [self.get(s) for s in sources]
+        if ch in srcs:
+            raise MediaError(f"channel {chan_id!r} cannot hear itself in a mix")
+        if len(set(sources)) != len(sources):
+            raise MediaError("a mix names each source once")
+        if ch.mix is not None:
+            self._clear_mix(ch)
+        if srcs:
+            ch.mix = srcs
+            for src in srcs:
+                src.mixed_by += 1
+                self._ensure_jitter(src)
+        ch.relay_ssrc = None
+        if ch.peer is not None:
+            ch.peer.relay_ssrc = None  # the relay (when it resumes) continues our numbering
+
+    def _clear_mix(self, ch: Channel) -> None:
+        srcs, ch.mix = ch.mix or [], None
+        for src in srcs:
+            src.mixed_by = max(0, src.mixed_by - 1)
+            if not src.mixed_by:
+                src.mix_carry = None
+                if src.jitter is not None and not src.listens:
+                    src.jitter = None
 
     def set_echo(self, chan_id: str, on: bool, now: float) -> None:
         ch = self.get(chan_id)
@@ -481,6 +632,9 @@ class MediaEngine:
         heard = self._pop_heard(now)
         if heard:
             self._use_heard(heard, now)
+        if self.call_recordings:
+            self._record_calls()
+        self._mix(now)
         self._generate(now)
         for ch in self.channels.values():
             if ch.dtmf.next_deadline() is not None:
@@ -538,7 +692,7 @@ class MediaEngine:
             peer.peer = None
         for c in (ch, peer):
             if c is not None and c.kind == "rtp" and not c.listens:
-                c.jitter = None if c.recording is None and not c.inband else c.jitter
+                c.jitter = None if not c.listens else c.jitter
 
     def _next_ts(self, ch: Channel, now: float) -> int:
         """The sending timestamp for a frame generated at ``now`` (follows the clock)."""
@@ -557,6 +711,8 @@ class MediaEngine:
         """Forward one packet into ``dst``'s stream: its SSRC, a continuous seq/ts space."""
         if dst.remote is None or dst.direction in ("recvonly", "inactive"):
             return
+        if dst.mix is not None:
+            return  # dst sends a mix (monitoring) in place of its peer's media
         if dst.play is not None:
             return  # dst is hearing a prompt or music; the peer's media waits
         if src.relay_ssrc != ssrc:
@@ -569,14 +725,16 @@ class MediaEngine:
         out_ts = (ts + src.ts_offset) & 0xFFFFFFFF
         if pt == src.te_pt:
             out_pt = dst.te_pt
-            if out_pt is None:
+            if out_pt is None or src.muted:
                 return  # the other side takes no telephone-events (it hears nothing of the key)
         elif pt == src.pt:
             out_pt = dst.pt
         else:
             return
         payload = data[12:] if data[0] == 0x80 else RtpPacket.parse(data).payload
-        if pt == src.pt and src.codec != dst.codec:
+        if src.muted:
+            payload = bytes((SILENCE_BYTE[dst.codec],)) * len(payload)
+        elif pt == src.pt and src.codec != dst.codec:
             payload = (
                 g711.ulaw_to_alaw(payload) if src.codec == "PCMU" else g711.alaw_to_ulaw(payload)
             )
@@ -614,8 +772,20 @@ class MediaEngine:
                 detect_rows.append(samples)
             if ch.recording is not None:
                 self._record_frame(ch, samples, now)
+            if ch.muted:  # not passed on, nor recorded (after the key detector above)
+                samples = np.zeros_like(samples)
+            if ch.mixed_by:
+                self._mix_fed[ch] = samples
+            rec = ch.call_rec
+            if rec is not None:
+                if ch is rec.a:
+                    rec.fed_a = samples
+                else:
+                    rec.fed_b = samples
             peer = ch.peer
-            if peer is not None and peer.play is None and peer.kind == "samples":
+            if peer is not None and peer.mix is not None:
+                pass  # the peer sends a mix (monitoring): _mix hears this channel if it should
+            elif peer is not None and peer.play is None and peer.kind == "samples":
                 self._sample_out.append((peer, samples))
             elif peer is not None and peer.kind == "rtp" and ch.kind == "samples":
                 self._send_samples(peer, samples, now)
@@ -679,6 +849,33 @@ class MediaEngine:
         for ch in finished:
             self._finish_play(ch, "finished", now)
 
+    def _mix(self, now: float) -> None:
+        """One frame for every channel that sends a mix: the sum of its sources' frames this
+        tick (silence for a source that delivered none), clipped, encoded per codec."""
+        fed, self._mix_fed = self._mix_fed, {}
+        frames: dict[Channel, Samples] = {}
+        rtp_rows: dict[str, list[tuple[Channel, Samples]]] = {}
+        for ch in self.channels.values():
+            if ch.mix is None:
+                continue
+            acc = np.zeros(FRAME, dtype=np.int32)
+            for src in ch.mix:
+                if src not in frames:
+                    got, src.mix_carry = _one_frame(fed.get(src), src.mix_carry)
+                    frames[src] = _SILENT_FRAME if got is None else got
+                acc += frames[src]
+            if ch.play is not None:
+                continue  # a prompt or music to this channel goes first
+            out = np.clip(acc, -32768, 32767).astype(np.int16)
+            if ch.kind == "samples":
+                self._sample_out.append((ch, out))
+            else:
+                rtp_rows.setdefault(ch.codec, []).append((ch, out))
+        for codec, items in rtp_rows.items():
+            encoded = g711.encode(np.stack([s for _, s in items]), codec)
+            for i, (ch, _) in enumerate(items):
+                self._send_payload(ch, encoded[i].tobytes(), now)
+
     def _send_payload(self, ch: Channel, payload: bytes, now: float) -> None:
         ts = self._next_ts(ch, now)
         marker = 0x80 if not ch.sending else 0
@@ -691,7 +888,7 @@ class MediaEngine:
         self._queue_rtp(ch, data)
 
     def _send_samples(self, ch: Channel, samples: Samples, now: float) -> None:
-        if ch.play is not None:
+        if ch.play is not None or ch.mix is not None:
             return
         for start in range(0, samples.size - FRAME + 1, FRAME):
             self._send_payload(
@@ -735,6 +932,63 @@ class MediaEngine:
                 "seconds": round(samples.size / RATE, 3),
                 "heard_sound": rec.heard_sound,
                 "samples": samples,
+            }
+        )
+
+    def _record_calls(self) -> None:
+        """One frame per side of every recorded conversation (after this tick's decoding)."""
+        done: list[CallRecording] = []
+        for rec in self.call_recordings.values():
+            a, b = rec.a, rec.b
+            row = rec.buf[rec.pos * FRAME : (rec.pos + 1) * FRAME]
+            if a.peer is b:
+                left, rec.carry_a = _one_frame(rec.fed_a, rec.carry_a)
+                right, rec.carry_b = _one_frame(rec.fed_b, rec.carry_b)
+                if left is not None:
+                    row[:, 0] = left
+                if right is not None:
+                    row[:, 1] = right
+            else:  # on hold, or a prompt to one side: silence on both (the buffer is zeros)
+                rec.carry_a = rec.carry_b = None
+            rec.fed_a = rec.fed_b = None
+            rec.pos += 1
+            rec.frames += 1
+            if rec.pos == CALL_CHUNK_FRAMES:
+                self._hand_over(rec)
+            if rec.frames >= rec.max_frames:
+                done.append(rec)
+        for rec in done:
+            self._finish_call_record(rec, "max_length")
+
+    def _hand_over(self, rec: CallRecording) -> None:
+        """Give the shell the audio recorded so far (it appends it to the file)."""
+        chunk = rec.buf[: rec.pos * FRAME]
+        if not rec.heard_sound and chunk.size:
+            rec.heard_sound = int(chunk.max()) > _SOUND_LEVEL or int(chunk.min()) < -_SOUND_LEVEL
+        self._events.append(
+            {"event": "call_record_data", "op": rec.op, "path": rec.path, "samples": chunk}
+        )
+        rec.buf = _stereo_chunk()
+        rec.pos = 0
+
+    def _finish_call_record(self, rec: CallRecording, reason: str) -> None:
+        self.call_recordings.pop(rec.op, None)
+        if rec.pos:
+            self._hand_over(rec)
+        for ch in (rec.a, rec.b):
+            if ch.call_rec is rec:
+                ch.call_rec = None
+                if ch.jitter is not None and not ch.listens:
+                    ch.jitter = None
+        self._events.append(
+            {
+                "event": "call_record_done",
+                "chan": rec.a.id,
+                "op": rec.op,
+                "path": rec.path,
+                "reason": reason,
+                "seconds": round(rec.frames * PTIME, 3),
+                "heard_sound": rec.heard_sound,
             }
         )
 
@@ -805,6 +1059,32 @@ class MediaEngine:
                 Bye(sources=(ch.ssrc,)),
             ]
         )
+
+
+_SILENT_FRAME: Samples = np.zeros(FRAME, dtype=np.int16)
+
+
+def _stereo_chunk() -> Samples:
+    return np.zeros((CALL_CHUNK_FRAMES * FRAME, 2), dtype=np.int16)
+
+
+def _one_frame(fed: Samples | None, carry: Samples | None) -> tuple[Samples | None, Samples | None]:
+    """This tick's frame of one side and what is left over: an RTP side delivers exactly one
+    frame per tick (or nothing: silence); a ``samples`` side may deliver more or less, so the
+    rest is carried to the next tick (at most five frames: older audio is dropped)."""
+    if carry is None:
+        if fed is None or fed.size == FRAME:
+            return fed, None
+        joined = fed
+    elif fed is None:
+        joined = carry
+    else:
+        joined = np.concatenate([carry, fed])
+    if joined.size > 6 * FRAME:
+        joined = joined[-6 * FRAME :]
+    if joined.size < FRAME:
+        return None, joined  # not a whole frame yet: silence now, the rest next tick
+    return joined[:FRAME], (joined[FRAME:] if joined.size > FRAME else None)
 
 
 def _dbfs(samples: Samples) -> float:

@@ -30,9 +30,10 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
+import wave
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 
@@ -67,7 +68,9 @@ class RtpPortAllocator:
             if port not in self.in_use:
                 self.in_use.add(port)
                 return port
-        raise RuntimeError("no free RTP port in the configured range")
+        # a MediaError is answered to the signalling side at once (503 there); anything else
+        # escaped the request task: a traceback here, no answer, and a 10 s wait there
+        raise MediaError("no free RTP port in the configured range")
 
     def release(self, port: int) -> None:
         self.in_use.discard(port)
@@ -138,6 +141,8 @@ class MediaServer:
         self._catalogue: Any = None
         self.late_ticks = 0
         self.write_tasks: set[asyncio.Task[None]] = set()
+        self.call_wavs: dict[str, CallWav] = {}
+        """Files of the conversations being recorded, by op id."""
         self.ops: dict[type[mc.MediaOp[Any]], OpHandler] = {
             mc.Open: self.op_open,
             mc.Update: self.op_update,
@@ -146,8 +151,12 @@ class MediaServer:
             mc.StopPlay: self.op_stop_play,
             mc.Record: self.op_record,
             mc.StopRecord: self.op_stop_record,
+            mc.RecordCall: self.op_record_call,
+            mc.StopRecordCall: self.op_stop_record_call,
             mc.Bridge: self.op_bridge,
             mc.Unbridge: self.op_unbridge,
+            mc.Mute: self.op_mute,
+            mc.Mix: self.op_mix,
             mc.Echo: self.op_echo,
             mc.SendDtmf: self.op_send_dtmf,
             mc.Digit: self.op_digit,
@@ -235,7 +244,11 @@ class MediaServer:
 
     def _emit(self, event: dict[str, Any]) -> None:
         """The engine's events (plain dicts, it is a pure core) become typed ones here."""
-        if event.get("event") == "record_done":
+        tag = event.get("event")
+        if tag == "call_record_data" or tag == "call_record_done":
+            self._call_record_event(event)
+            return
+        if tag == "record_done":
             samples = event.pop("samples")
             task = self.loop.create_task(self._write_recording(event, samples))
             self.write_tasks.add(task)
@@ -251,6 +264,52 @@ class MediaServer:
             except OSError as exc:
                 event["error"] = f"{path}: {exc.strerror or exc}"
         self.on_event(mc.decode_event(event))
+
+    def _call_record_event(self, event: dict[str, Any]) -> None:
+        """A recorded conversation's next second (appended to its file), or its end (the file
+        is closed and renamed, then the ``RecordDone`` goes out); writes run in order."""
+        op = event["op"]
+        if event["event"] == "call_record_data":
+            writer = self.call_wavs.get(op)
+            if writer is not None:
+                samples = event["samples"]
+                self._after(writer, asyncio.to_thread(writer.append, samples))
+            return
+        writer = self.call_wavs.pop(op, None)
+        done = {k: v for k, v in event.items() if k != "event"}
+        done["event"] = "record_done"
+
+        async def finish() -> None:
+            if writer is not None:
+                await asyncio.to_thread(writer.finish)
+                if writer.error is not None:
+                    done["error"] = writer.error
+            else:
+                done["error"] = f"{event['path']}: not open"
+            self.on_event(mc.decode_event(done))
+
+        if writer is None:
+            self._track(finish())
+        else:
+            self._after(writer, finish())
+
+    def _after(self, writer: CallWav, work: Coroutine[Any, Any, Any]) -> None:
+        """Run ``work`` once the writer's previous work has finished (one file, in order)."""
+        previous = writer.tail
+
+        async def run() -> None:
+            if previous is not None:
+                with contextlib.suppress(Exception):
+                    await previous
+            await work
+
+        writer.tail = self._track(run())
+
+    def _track(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = self.loop.create_task(coro)
+        self.write_tasks.add(task)
+        task.add_done_callback(self.write_tasks.discard)
+        return task
 
     # -- control ---------------------------------------------------------------------------
 
@@ -409,12 +468,49 @@ class MediaServer:
         self.engine.stop_record(op.chan, self.loop.time())
         return mc.Ack()
 
+    async def op_record_call(self, op: mc.RecordCall) -> mc.Ack:
+        self.engine.get(op.a)
+        self.engine.get(op.b)
+        if op.op_id in self.call_wavs:
+            raise MediaError(f"a conversation is already recorded as {op.op_id!r}")
+        writer = CallWav(Path(op.path))
+        try:
+            await asyncio.to_thread(writer.open)
+        except OSError as exc:
+            raise MediaError(f"cannot record to {op.path}: {exc.strerror or exc}") from exc
+        try:
+            self.engine.record_call(
+                op.a,
+                op.b,
+                self.loop.time(),
+                op=op.op_id,
+                path=op.path,
+                max_seconds=op.max_seconds,
+            )
+        except MediaError:
+            await asyncio.to_thread(writer.abort)
+            raise
+        self.call_wavs[op.op_id] = writer
+        return mc.Ack()
+
+    async def op_stop_record_call(self, op: mc.StopRecordCall) -> mc.Ack:
+        self.engine.stop_record_call(op.chan, self.loop.time())
+        return mc.Ack()
+
     async def op_bridge(self, op: mc.Bridge) -> mc.Ack:
         self.engine.bridge(op.a, op.b, self.loop.time())
         return mc.Ack()
 
     async def op_unbridge(self, op: mc.Unbridge) -> mc.Ack:
         self.engine.unbridge(op.chan)
+        return mc.Ack()
+
+    async def op_mute(self, op: mc.Mute) -> mc.Ack:
+        self.engine.set_mute(op.chan, op.on)
+        return mc.Ack()
+
+    async def op_mix(self, op: mc.Mix) -> mc.Ack:
+        self.engine.set_mix(op.chan, list(op.sources), self.loop.time())
         return mc.Ack()
 
     async def op_echo(self, op: mc.Echo) -> mc.Ack:
@@ -489,6 +585,80 @@ def _spec(spec: str) -> Samples:
     except (IndexError, ValueError) as exc:
         raise MediaError(f"bad audio spec {spec!r}: {exc}") from exc
     raise MediaError(f"unknown audio spec {spec!r}")
+
+
+def part_path(path: Path) -> Path:
+    """Where a recording is written until it is complete: ``.<name>.part`` beside ``path``
+    (a valid WAV up to its last whole second, should the media process die meanwhile)."""
+    return path.with_name(f".{path.name}.part")
+
+
+class CallWav:
+    """A recorded conversation's file: a stereo 16-bit WAV at 8 kHz written as the call goes.
+
+    It is written to :func:`part_path` (``wave`` rewrites the header's sizes after each
+    second appended, so the file is always a valid WAV), then flushed to disk and renamed to
+    ``path`` when the conversation ends: the final name only ever holds a complete file.
+    A write error is kept in ``error`` and ends the writing; what was written is kept."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.part = part_path(path)
+        self.error: str | None = None
+        self.tail: asyncio.Task[None] | None = None
+        """The last work queued for this file (each waits for the one before it)."""
+        self._file: BinaryIO | None = None
+        self._wav: wave.Wave_write | None = None
+
+    def open(self) -> None:
+        self.part.parent.mkdir(parents=True, exist_ok=True)
+        f = self.part.open("wb")
+        try:
+            w = wave.open(f, "wb")  # noqa: SIM115 - open for the whole call; finish() closes it
+            w.setnchannels(2)
+            w.setsampwidth(2)
+            w.setframerate(RATE)
+            w.writeframes(b"")  # the header: a valid (empty) WAV from the start
+            f.flush()
+        except BaseException:
+            f.close()
+            raise
+        self._file, self._wav = f, w
+
+    def append(self, samples: Samples) -> None:
+        if self._wav is None or self._file is None or self.error is not None:
+            return
+        try:
+            self._wav.writeframes(np.ascontiguousarray(samples, dtype="<i2").tobytes())
+            self._file.flush()
+        except OSError as exc:
+            self.error = f"{self.path}: {exc.strerror or exc}"
+
+    def finish(self) -> None:
+        """Close, sync and rename (also after a write error: what was written is kept)."""
+        f, w = self._file, self._wav
+        self._file = self._wav = None
+        if f is None or w is None:
+            return
+        try:
+            try:
+                w.close()  # patches the header; the file object stays ours
+                f.flush()
+                os.fsync(f.fileno())
+            finally:
+                f.close()
+            os.replace(self.part, self.path)
+        except OSError as exc:
+            self.error = self.error or f"{self.path}: {exc.strerror or exc}"
+
+    def abort(self) -> None:
+        """The recording did not start: nothing is kept."""
+        f = self._file
+        self._file = self._wav = None
+        if f is not None:
+            f.close()
+        with contextlib.suppress(OSError):
+            self.part.unlink()
 
 
 def _write_atomically(path: Path, samples: Samples) -> None:

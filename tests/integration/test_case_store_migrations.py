@@ -45,11 +45,18 @@ OLD_COLUMNS = {
     "acd_log": "seq, at, kind, data",
 }
 ORDER = {"cases": "id", "case_events": "seq", "acd_log": "seq"}
+LATEST = latest_version("sqlite")
+"""The version this code migrates to (a newer one is refused)."""
+FUTURE = LATEST + 1
+#: The queue each 0.1.0 case is filed under once migrated (0004: from its trail's queued event).
+OLD_QUEUES = {1: "billing", 2: "", 3: ""}
 
 
-def test_the_code_knows_two_versions() -> None:
-    assert latest_version("sqlite") == latest_version("postgres") == 2
-    assert [m.name for m in migrations("sqlite")] == ["baseline", "search_and_disposition"]
+def test_the_code_knows_its_versions() -> None:
+    assert latest_version("sqlite") == latest_version("postgres") == LATEST >= 4
+    names = [m.name for m in migrations("sqlite")]
+    assert names[:2] == ["baseline", "search_and_disposition"] and names[3] == "case_search"
+    assert [m.name for m in migrations("postgres")] == names
 
 
 # -- SQLite --------------------------------------------------------------------------------------
@@ -106,9 +113,10 @@ def test_sqlite_010_store_upgrades_and_keeps_every_row(old_sqlite: Path) -> None
     store = SQLiteCaseStore(old_sqlite)
     try:
         assert store.schema_version_at_open == 1  # adopted as the baseline
-        assert store.schema_version == 2
+        assert store.schema_version == LATEST
         cases = [store.get_case(int(row[0])) for row in before["cases"]]
-        assert all(c is not None and c.queue == "" and c.disposition == "" for c in cases)
+        assert all(c is not None and c.disposition == "" for c in cases)
+        assert {c.id: c.queue for c in cases if c is not None} == OLD_QUEUES
         trail = store.events(int(before["cases"][0][0]))
         assert [e.kind for e in trail][:3] == ["opened", "queued", "answered"]
         assert any(e.kind == "escalated" and e.data["to"] == "lead-billing" for e in trail)
@@ -116,15 +124,15 @@ def test_sqlite_010_store_upgrades_and_keeps_every_row(old_sqlite: Path) -> None
         store.close()
 
     assert sqlite_rows(old_sqlite) == before  # every case, event and log row, unchanged
-    assert sqlite_pragma(old_sqlite, "user_version") == [(2,)]
+    assert sqlite_pragma(old_sqlite, "user_version") == [(LATEST,)]
     assert sqlite_pragma(old_sqlite, "integrity_check") == [("ok",)]
 
 
 def test_sqlite_upgraded_store_takes_new_writes_and_searches_by_index(old_sqlite: Path) -> None:
     SQLiteCaseStore(old_sqlite).close()
-    store = SQLiteCaseStore(old_sqlite)  # a second open finds version 2 and runs nothing
+    store = SQLiteCaseStore(old_sqlite)  # a second open finds the latest and runs nothing
     try:
-        assert store.schema_version_at_open == store.schema_version == 2
+        assert store.schema_version_at_open == store.schema_version == LATEST
         case = store.open_case(NewCase(caller_number="+4930999", queue="billing", at=100.0))
         assert case.id == 4  # the 0.1.0 id sequence goes on: the table was not re-created
         done = store.update_case(case.id, at=101.0, actor="a1", disposition="refund promised")
@@ -165,9 +173,9 @@ def test_sqlite_fresh_store_is_created_at_the_latest_version(
 ) -> None:
     fresh = tmp_path / "fresh.sqlite3"
     store = SQLiteCaseStore(fresh)
-    assert (store.schema_version_at_open, store.schema_version) == (0, 2)
+    assert (store.schema_version_at_open, store.schema_version) == (0, LATEST)
     store.close()
-    assert sqlite_pragma(fresh, "user_version") == [(2,)]
+    assert sqlite_pragma(fresh, "user_version") == [(LATEST,)]
     SQLiteCaseStore(old_sqlite).close()
     assert sqlite_schema(fresh) == sqlite_schema(old_sqlite)  # both paths end at one schema
 
@@ -193,13 +201,14 @@ def test_sqlite_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "future.sqlite3"
     SQLiteCaseStore(path).close()
     conn = sqlite3.connect(path)
-    conn.execute("PRAGMA user_version = 3")
+    conn.execute(f"PRAGMA user_version = {FUTURE}")
     conn.close()
     with pytest.raises(
-        SchemaTooNewError, match=r"version 3, but this hotline knows versions up to 2"
+        SchemaTooNewError,
+        match=rf"version {FUTURE}, but this hotline knows versions up to {LATEST}",
     ):
         SQLiteCaseStore(path)
-    assert sqlite_pragma(path, "user_version") == [(3,)]  # left as it was
+    assert sqlite_pragma(path, "user_version") == [(FUTURE,)]  # left as it was
 
 
 def test_sqlite_file_with_only_some_case_tables_is_refused(tmp_path: Path) -> None:
@@ -311,9 +320,10 @@ def test_postgres_010_store_upgrades_and_keeps_every_row(pg_schema: tuple[str, s
 
     store = PostgresCaseStore(dsn, schema=schema)
     try:
-        assert (store.schema_version_at_open, store.schema_version) == (1, 2)
+        assert (store.schema_version_at_open, store.schema_version) == (1, LATEST)
         old = [store.get_case(int(r[0])) for r in before["cases"]]
-        assert all(c is not None and (c.queue, c.disposition) == ("", "") for c in old)
+        assert all(c is not None and c.disposition == "" for c in old)
+        assert {c.id: c.queue for c in old if c is not None} == OLD_QUEUES
         case = store.open_case(NewCase(caller_number="+4930999", queue="billing", at=100.0))
         assert case.id == 4  # the 0.1.0 sequence goes on
         done = store.update_case(case.id, at=101.0, actor="a1", disposition="callback booked")
@@ -330,7 +340,7 @@ def test_postgres_010_store_upgrades_and_keeps_every_row(pg_schema: tuple[str, s
         versions = conn.execute(f"SELECT version, name FROM {PG_VERSION_TABLE} ORDER BY version")
         assert versions.fetchall() == [
             (1, "baseline (adopted)"),
-            (2, "search_and_disposition"),
+            *((m.version, m.name) for m in migrations("postgres")[1:]),
         ]
         for sql in ("UPDATE case_events SET kind = 'note'", "DELETE FROM case_events"):
             with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
@@ -346,10 +356,10 @@ def test_postgres_fresh_store_matches_an_upgraded_one(pg_schema: tuple[str, str]
         make_old_pg_store(dsn, old)
         PostgresCaseStore(dsn, schema=old).close()
         store = PostgresCaseStore(dsn, schema=fresh)
-        assert (store.schema_version_at_open, store.schema_version) == (0, 2)
+        assert (store.schema_version_at_open, store.schema_version) == (0, LATEST)
         store.close()
         again = PostgresCaseStore(dsn, schema=fresh)
-        assert again.schema_version_at_open == 2
+        assert again.schema_version_at_open == LATEST
         again.close()
         assert pg_shape(dsn, fresh) == pg_shape(dsn, old)
     finally:
@@ -362,9 +372,12 @@ def test_postgres_newer_schema_is_refused(pg_schema: tuple[str, str]) -> None:
     dsn, schema = pg_schema
     PostgresCaseStore(dsn, schema=schema).close()
     with pg_connect(dsn, schema) as conn:
-        conn.execute(f"INSERT INTO {PG_VERSION_TABLE} (version, name) VALUES (3, 'future')")
+        conn.execute(
+            f"INSERT INTO {PG_VERSION_TABLE} (version, name) VALUES ({FUTURE}, 'future')".encode()
+        )
     with pytest.raises(
-        SchemaTooNewError, match=r"version 3, but this hotline knows versions up to 2"
+        SchemaTooNewError,
+        match=rf"version {FUTURE}, but this hotline knows versions up to {LATEST}",
     ):
         PostgresCaseStore(dsn, schema=schema)
 
@@ -396,7 +409,7 @@ def test_sqlite_path_runs_without_psycopg(tmp_path: Path) -> None:
         check=True,
     )
     lines = out.stdout.splitlines()
-    assert lines[0] == "1 2"
+    assert lines[0] == f"1 {LATEST}"
     assert "pip install 'hotline[postgres]'" in lines[1]
 
 
@@ -427,11 +440,13 @@ def open_concurrently(open_store: Any, n: int = 4) -> list[tuple[int, int]]:
 
 def test_sqlite_concurrent_first_opens_migrate_once(tmp_path: Path) -> None:
     path = tmp_path / "race.sqlite3"
-    assert open_concurrently(lambda: SQLiteCaseStore(path)) == [(0, 2), (2, 2), (2, 2), (2, 2)]
+    assert (
+        open_concurrently(lambda: SQLiteCaseStore(path)) == [(0, LATEST)] + [(LATEST, LATEST)] * 3
+    )
 
 
 @pytest.mark.postgres
 def test_postgres_concurrent_first_opens_migrate_once(pg_schema: tuple[str, str]) -> None:
     dsn, schema = pg_schema
     got = open_concurrently(lambda: PostgresCaseStore(dsn, schema=schema))
-    assert got == [(0, 2), (2, 2), (2, 2), (2, 2)]
+    assert got == [(0, LATEST)] + [(LATEST, LATEST)] * 3

@@ -125,7 +125,7 @@ async def test_the_live_acd_state_and_case_trails_are_served(
     body = await (await c.get(f"/api/cases/{case.id}")).json()
     assert [e["kind"] for e in body["events"]] == ["opened", "entered"]
     listed = await (await c.get("/api/cases", params={"caller": "+8613800000000"})).json()
-    assert [x["id"] for x in listed] == [case.id]
+    assert [x["id"] for x in listed["items"]] == [case.id]
     missing = await c.get("/api/cases/999999")
     assert missing.status == 404
     assert (await missing.json())["error"]["code"] == "no_such_case"

@@ -52,13 +52,19 @@ async def test_a_free_agent_rings_at_once_and_the_case_tells_the_story(
         "queued",
         "offered",
         "answered",
+        "owner_changed",
+        "status_changed",
         "hung_up",
     ]
     answered = events[4]
     assert answered.actor == "alice"
     assert answered.data["owner"] == "alice"
     assert answered.data["waited"] == 0
-    assert events[5].actor == "caller"
+    assert [(e.actor, e.data["to"]) for e in events[5:7]] == [
+        ("alice", "alice"),
+        ("alice", "in_progress"),
+    ]
+    assert events[7].actor == "caller"
     line = call_line(logs, caller)
     assert line["outcome"] == "answered"
     assert (line["agent"], line["queue"], line["entry"]) == ("alice", "sales", "queue")

@@ -106,7 +106,9 @@ def test_the_demo_has_typed_sections() -> None:
     assert isinstance(config.ivr, IvrConfig) and config.ivr.entry == "main"
     assert config.ivr.flow("main").start == "welcome"
     assert config.voicemail.keep_days == 30 and config.voicemail.stop_digits == "#"
-    assert config.agent("alice").password == "alice-demo-1"  # type: ignore[union-attr]
+    # no plain-text password: the demo's hashes ship beside it (hotline/demo-staff.toml)
+    assert config.agent("alice").password is None  # type: ignore[union-attr]
+    assert config.server.staff_path.name == "demo-staff.toml" and config.server.staff_path.exists()
 
 
 def test_the_typed_acd_is_what_the_engine_built_from_the_raw_tables() -> None:
