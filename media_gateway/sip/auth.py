@@ -4,13 +4,17 @@ Server side, ``DigestAuthenticator``:
 
 * challenges offer SHA-256 first, then MD5 (RFC 8760 §2.4: one ``WWW-Authenticate`` per
   algorithm, in preference order), ``qop="auth"``;
-* nonces are stateless: ``base64(timestamp || HMAC(secret, timestamp))``, so any node that knows
+* nonces are stateless: ``base64(timestamp || random || HMAC(secret, realm, use, source,
+  timestamp, random))``: unique (96 random bits, not a clock: four phones challenged in the same
+  instant get four nonces), bound to the realm, to their use (the method challenged: a nonce
+  issued for a REGISTER does not serve an INVITE) and to the source address it was sent to (a
+  digest captured on the wire and resent from another address is refused); any node that knows
   the secret can check them, and they expire after ``nonce_ttl`` seconds; a correct answer on an
   expired nonce gets ``stale=true`` so the phone retries without asking its user;
+* ``qop=auth`` is required: an answer without it (RFC 2069) is refused and challenged again;
 * ``nc`` must grow per nonce (replay protection; the table is bounded);
 * an unknown user is checked against a dummy password, so the answer *and* the work done are the
   same as for a wrong password: the registrar does not reveal which user names exist;
-* the legacy RFC 2069 form (no ``qop``) that some phones still send is accepted.
 
 Client side, ``build_authorization`` answers a challenge (outbound REGISTER to a trunk).
 Pure: time is passed in, randomness (the cnonce) too.
@@ -22,6 +26,7 @@ import base64
 import hashlib
 import hmac
 import re
+import secrets
 import struct
 from collections import OrderedDict
 from collections.abc import Callable
@@ -33,6 +38,10 @@ _HASHES: dict[str, Callable[[bytes], str]] = {
     "MD5": lambda b: hashlib.md5(b).hexdigest(),
     "SHA-256": lambda b: hashlib.sha256(b).hexdigest(),
 }
+
+
+_RAND_LEN = 12
+_MAC_LEN = 18
 
 
 def parse_auth_header(value: str) -> tuple[str, dict[str, str]]:
@@ -174,6 +183,10 @@ class AuthResult:
     """Credentials were right but the nonce had expired: challenge again with stale=true."""
     reason: str = ""
     """Why it failed, for logs only (never sent to the peer)."""
+    guess: bool = False
+    """The response was checked on one of our nonces and was wrong: a wrong password or an
+    unknown user (the same thing to the peer). What a brute-force lockout counts; malformed
+    headers, stale or foreign nonces and replays are not guesses."""
 
 
 class DigestAuthenticator:
@@ -209,38 +222,56 @@ class DigestAuthenticator:
 
     # -- nonces ------------------------------------------------------------------------------
 
-    def make_nonce(self, now: float) -> str:
-        stamp = struct.pack(">d", now)
-        mac = hmac.new(self.secret, stamp, hashlib.sha256).digest()[:18]
-        return base64.urlsafe_b64encode(stamp + mac).decode().rstrip("=")
+    def _nonce_mac(self, stamp: bytes, rand: bytes, use: str, source: str) -> bytes:
+        bound = b"\x00".join(
+            (self.realm.encode(), use.upper().encode(), source.encode(), stamp, rand)
+        )
+        return hmac.new(self.secret, bound, hashlib.sha256).digest()[:_MAC_LEN]
 
-    def _nonce_age(self, nonce: str, now: float) -> float | None:
-        """Age in seconds of a nonce we issued, or None if we did not issue it."""
+    def make_nonce(self, now: float, *, use: str = "REGISTER", source: str = "") -> str:
+        """A fresh nonce for a challenge of method ``use`` sent to ``source`` (an IP address;
+        empty when the caller does not bind nonces to addresses)."""
+        stamp = struct.pack(">d", now)
+        rand = secrets.token_bytes(_RAND_LEN)
+        mac = self._nonce_mac(stamp, rand, use, source)
+        return base64.urlsafe_b64encode(stamp + rand + mac).decode().rstrip("=")
+
+    def _nonce_age(self, nonce: str, now: float, *, use: str, source: str) -> float | None:
+        """Age in seconds of a nonce we issued for this use and source, or None if we did
+        not."""
         try:
             raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
         except (ValueError, TypeError):
             return None
-        if len(raw) != 26:
+        if len(raw) != 8 + _RAND_LEN + _MAC_LEN:
             return None
-        stamp, mac = raw[:8], raw[8:]
-        want = hmac.new(self.secret, stamp, hashlib.sha256).digest()[:18]
-        if not hmac.compare_digest(mac, want):
+        stamp, rand, mac = raw[:8], raw[8 : 8 + _RAND_LEN], raw[8 + _RAND_LEN :]
+        if not hmac.compare_digest(mac, self._nonce_mac(stamp, rand, use, source)):
             return None
         (issued,) = struct.unpack(">d", stamp)
         return now - issued
 
     # -- server side -------------------------------------------------------------------------
 
-    def challenge(self, now: float, *, stale: bool = False) -> list[str]:
-        """``WWW-Authenticate`` values, one per algorithm, strongest first."""
-        nonce = self.make_nonce(now)
+    def challenge(
+        self, now: float, *, stale: bool = False, use: str = "REGISTER", source: str = ""
+    ) -> list[str]:
+        """``WWW-Authenticate`` (or ``Proxy-Authenticate``) values, one per algorithm,
+        strongest first, sharing one fresh nonce bound to ``use`` and ``source``."""
+        nonce = self.make_nonce(now, use=use, source=source)
         return [
             format_challenge(realm=self.realm, nonce=nonce, algorithm=algorithm, stale=stale)
             for algorithm in self.algorithms
         ]
 
     def verify(
-        self, method: str, authorization: str, now: float, *, request_uri: str | None = None
+        self,
+        method: str,
+        authorization: str,
+        now: float,
+        *,
+        request_uri: str | None = None,
+        source: str = "",
     ) -> AuthResult:
         """Check one ``Authorization`` value for a request with this method.
 
@@ -248,6 +279,7 @@ class DigestAuthenticator:
         §3.4.6: a response captured for one URI is not replayed against another). Every
         failure for a user that exists, or does not, carries the same ``ok``/``stale``; only
         ``reason`` (for our logs) differs, and not between "unknown user" and "wrong password".
+        The nonce must have been issued for this ``method`` and to this ``source``.
         """
         if not authorization:
             return AuthResult(False, reason="no credentials")
@@ -270,16 +302,15 @@ class DigestAuthenticator:
             return AuthResult(False, reason="uri does not match the Request-URI")
         qop = p.get("qop")
         nc_text, cnonce = p.get("nc"), p.get("cnonce")
-        if qop is not None:
-            if qop.lower() != "auth" or not nc_text or not cnonce:
-                return AuthResult(False, reason="bad qop/nc/cnonce")
-            try:
-                nc = int(nc_text, 16)
-            except ValueError:
-                return AuthResult(False, reason="bad nc")
-        else:
-            nc = 0
-        age = self._nonce_age(nonce, now)
+        if qop is None:
+            return AuthResult(False, reason="qop=auth required")
+        if qop.lower() != "auth" or not nc_text or not cnonce:
+            return AuthResult(False, reason="bad qop/nc/cnonce")
+        try:
+            nc = int(nc_text, 16)
+        except ValueError:
+            return AuthResult(False, reason="bad nc")
+        age = self._nonce_age(nonce, now, use=method, source=source)
         if age is None or age < -1.0:
             return AuthResult(False, reason="not our nonce")
         # An unknown user is checked against a dummy secret: same work, same answer.
@@ -309,18 +340,29 @@ class DigestAuthenticator:
         )
         correct = hmac.compare_digest(expected.encode(), response.encode()) and known
         if not correct:
-            return AuthResult(False, reason="wrong credentials")
+            return AuthResult(False, reason="wrong credentials", guess=True)
         if age > self.nonce_ttl:
             return AuthResult(False, stale=True, reason="nonce expired")
         last = self._nc.get(nonce)
-        if qop is not None:
-            if last is not None and nc <= last:
-                return AuthResult(False, reason="nonce count replayed")
-            self._nc[nonce] = nc
-            self._nc.move_to_end(nonce)
-            while len(self._nc) > self.max_tracked:
-                self._nc.popitem(last=False)
+        if last is not None and nc <= last:
+            return AuthResult(False, reason="nonce count replayed")
+        self._nc[nonce] = nc
+        self._nc.move_to_end(nonce)
+        while len(self._nc) > self.max_tracked:
+            self._nc.popitem(last=False)
         return AuthResult(True, username=username)
+
+
+def digest_username(authorization: str) -> str | None:
+    """The ``username`` of a Digest ``Authorization`` value (None when there is none), read
+    before the check: what a lockout is keyed on."""
+    try:
+        scheme, p = parse_auth_header(authorization)
+    except SipParseError:
+        return None
+    if scheme.lower() != "digest":
+        return None
+    return p.get("username") or None
 
 
 def _dummy_ha1(algorithm: str, username: str) -> str:

@@ -148,7 +148,7 @@ def test_port_allocator_hands_out_even_ports_and_reuses_released_ones() -> None:
     ports = RtpPortAllocator(20001, 20007)
     taken = [ports.take(), ports.take()]
     assert taken == [20002, 20004]
-    with pytest.raises(RuntimeError):
+    with pytest.raises(MediaError, match="no free RTP port"):
         ports.take()
     ports.release(20002)
     assert ports.take() == 20002
