@@ -44,6 +44,7 @@ from acd.config import (
     Name,
     issues_from_pydantic,
 )
+from acd.escalation import EscalationPolicy
 from ivr.flow import IvrConfig, IvrModel
 
 __all__ = [
@@ -276,6 +277,15 @@ class VoicemailConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class EscalationConfig:
+    """``[escalation]``: where overdue cases go, and how often the service looks for them."""
+
+    policy: EscalationPolicy = field(default_factory=EscalationPolicy)
+    check_seconds: float = 60.0
+    """How often open cases past their due time are escalated."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: str
     server: ServerConfig
@@ -289,6 +299,7 @@ class Config:
     ivr: IvrConfig = field(default_factory=IvrConfig)
     """The IVR flows (version 0; :func:`load_ivr` re-reads them for a live reload)."""
     voicemail: VoicemailConfig = field(default_factory=VoicemailConfig)
+    escalation: EscalationConfig = field(default_factory=EscalationConfig)
     text: str = ""
     """The file's text, kept so later checks can point at a line."""
     http: HttpConfig = field(default_factory=HttpConfig)
@@ -695,6 +706,33 @@ class VoicemailModel(BaseModel):
         )
 
 
+class EscalationModel(BaseModel):
+    """``[escalation]``: an open case past its due time (set by a supervisor) goes to the
+    first level of ``chain``, then one level further every ``step_after_seconds``."""
+
+    model_config = STRICT
+
+    chain: Annotated[list[str], Field(min_length=1)] = ["workgroup_lead", "supervisor", "manager"]
+    """Level names, lowest first."""
+    workgroup_leads: dict[str, str] = {}
+    """Workgroup -> staff id (the ``workgroup_lead`` level)."""
+    targets: dict[str, dict[str, str]] = {}
+    """Level -> (workgroup, or ``"*"`` for any) -> staff id, for the other levels."""
+    step_after_seconds: Seconds = 3600.0
+    check_seconds: Seconds = 60.0
+
+    def build(self) -> EscalationConfig:
+        return EscalationConfig(
+            policy=EscalationPolicy(
+                chain=tuple(self.chain),
+                workgroup_leads=dict(self.workgroup_leads),
+                targets={k: dict(v) for k, v in self.targets.items()},
+                step_after_seconds=self.step_after_seconds,
+            ),
+            check_seconds=self.check_seconds,
+        )
+
+
 class ConfigModel(BaseModel):
     """The whole file. ``entry_points`` is the one required section: a service that no number
     leads to does nothing."""
@@ -711,6 +749,7 @@ class ConfigModel(BaseModel):
     acd: AcdModel = AcdModel()
     ivr: IvrModel | None = None
     voicemail: VoicemailModel = VoicemailModel()
+    escalation: EscalationModel = EscalationModel()
     entry_points: dict[str, EntryPointModel] = Field(
         default={}, json_schema_extra={"minProperties": 1}
     )
@@ -820,6 +859,25 @@ class ConfigModel(BaseModel):
                             f"names entry point {entry!r}, which entry_points does not define",
                         )
                     )
+        esc = self.escalation
+        people = [
+            (f"escalation.workgroup_leads.{g}", who) for g, who in esc.workgroup_leads.items()
+        ]
+        people += [
+            (f"escalation.targets.{level}.{g}", who)
+            for level, by_group in esc.targets.items()
+            for g, who in by_group.items()
+        ]
+        for path, who in people:
+            if who not in agent_ids:
+                issues.append(ConfigIssue(path, f"names {who!r}, whom [[agents]] does not define"))
+        for level in esc.targets:
+            if level not in esc.chain:
+                issues.append(
+                    ConfigIssue(
+                        f"escalation.targets.{level}", f"is not a level of the chain {esc.chain}"
+                    )
+                )
         base = _config_dir(source)
         http = self.http.build(base)
         server = self.server.build(base)
@@ -844,6 +902,7 @@ class ConfigModel(BaseModel):
             acd=acd,
             ivr=ivr_cfg,
             voicemail=self.voicemail.build(),
+            escalation=self.escalation.build(),
             text=text,
             http=http,
             security=self.security.build(),

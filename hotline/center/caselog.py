@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import structlog
 
 from acd.cases import Case, CaseEvent, CasePage, CaseSearch, NewCase, answer_changes
+from acd.escalation import Escalate, EscalationPolicy, escalate_overdue
 from acd.store import CaseStore
 from acd.store.work import StoredWork
 from acd.store.writer import AsyncCaseWriter
@@ -419,6 +420,40 @@ class CaseLog:
         if caller:
             return await self.writer.run(lambda store: store.cases_for_caller(caller, limit))
         return await self.writer.run(lambda store: store.list_cases(limit=limit))
+
+    # -- escalation ------------------------------------------------------------------------
+
+    async def escalate(self, policy: EscalationPolicy) -> list[Escalate]:
+        """Escalate the open cases past their due time (acd/escalation.py): each an
+        ``escalated`` event and the new owner, published to the old and the new owner."""
+        now = self._clock()
+        await self.writer.flush()
+        applied = await self.writer.run(lambda store: escalate_overdue(store, policy, now))
+        for esc in applied:
+            data = {"level": esc.level, "index": esc.index, "from": esc.from_owner}
+            data["to"] = esc.to_owner
+            log.info("case_escalated", case_id=esc.case_id, **data)
+            if self.events is not None:
+                on_call = [a for a, case in self._on_call.items() if case == esc.case_id]
+                self.events.case(
+                    esc.case_id,
+                    "escalated",
+                    "escalation",
+                    data,
+                    agents=[*on_call, esc.from_owner],
+                    owner=esc.to_owner,
+                )
+        return applied
+
+    async def escalate_periodically(self, policy: EscalationPolicy, every: float) -> None:
+        """:meth:`escalate` every ``every`` seconds, for the service's life (a failed sweep is
+        logged and tried again at the next one)."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.escalate(policy)
+            except Exception:  # a store error must not end the sweeps
+                log.exception("escalation_sweep_failed")
 
     # -- engine log ------------------------------------------------------------------------
 

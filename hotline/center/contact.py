@@ -18,7 +18,7 @@ import dataclasses
 import random
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,6 +30,7 @@ from acd import events as acd_ev
 from acd.cases import Case
 from acd.config import AcdConfig
 from acd.engine import AcdEngine
+from acd.escalation import EscalationPolicy
 from acd.model import AgentStatusView, LogRecord, QueueStatus
 from acd.service import AcdService
 from acd.stats import StatsAccumulator
@@ -83,6 +84,9 @@ class CenterSettings:
     recordings: Path
     music_on_hold: str
     agents: tuple[str, ...]
+    escalation: EscalationPolicy = field(default_factory=EscalationPolicy)
+    """Where overdue cases go ([escalation])."""
+    escalation_check_seconds: float = 60.0
 
 
 def read_settings(config: Config) -> CenterSettings:
@@ -102,6 +106,8 @@ def read_settings(config: Config) -> CenterSettings:
         recordings=Path(config.media.recordings_dir or data / "recordings"),
         music_on_hold=config.media.music_on_hold,
         agents=tuple(a.id for a in config.agents),
+        escalation=config.escalation.policy,
+        escalation_check_seconds=config.escalation.check_seconds,
     )
 
 
@@ -224,6 +230,11 @@ class ContactCenter:
         await self.recordings.open()
         self._spawn(self.recordings.expire_recordings())
         self._spawn(self.events.stats_ticks(self.stats_view.snapshot))
+        self._spawn(
+            self.cases.escalate_periodically(
+                self.settings.escalation, self.settings.escalation_check_seconds
+            )
+        )
 
     async def close(self) -> None:
         """Stop every task (agent legs, announcements), the engine's timer and the writer."""

@@ -462,7 +462,7 @@ def add_center_routes(
     clock: Callable[[], float] = time.time,
 ) -> None:
     """Declare the contact center's routes on ``api``."""
-    policy = escalation or EscalationPolicy()
+    policy = escalation or center.settings.escalation
     cases = center.cases
     staff = frozenset(center.settings.agents)
 
