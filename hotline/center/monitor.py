@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Literal
 import structlog
 
 from hotline.center.agents import AgentDeskError, LiveCall
+from hotline.center.reap import reap
 from media_gateway.media.engine import MediaError
 from media_gateway.session import CallSession, SessionEnded
 
@@ -200,8 +201,7 @@ class MonitorDesk:
                 stop.cancel()
             if not ring.done():  # stopped while ringing
                 ring.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await ring
+                await reap(ring, Exception)
                 return "stopped"
         except BaseException:
             ring.cancel()

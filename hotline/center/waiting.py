@@ -28,10 +28,11 @@ from acd import events as acd_ev
 from acd.service import AcdService
 from acd.store.work import StoredWork
 from hotline.center.caselog import CaseLog, WorkKind
+from hotline.center.reap import reap
 from ivr.runner import Outcome
 from media_gateway.media.engine import MediaError
 from media_gateway.prompts import number_words
-from media_gateway.session import CallSession, SessionEnded
+from media_gateway.session import MEDIA_CAUSES, CallSession, SessionEnded
 from voicemail import box as voicemail
 
 log = structlog.get_logger("hotline.center.waiting")
@@ -217,8 +218,7 @@ class WaitingRoom:
             await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             if not key.done():
                 key.cancel()
-                with contextlib.suppress(asyncio.CancelledError, SessionEnded):
-                    await key
+                await reap(key, SessionEnded)
                 break
             digits = key.result().digits  # raises SessionEnded when the caller hung up
             if item.agent or item.answered_legs or done.done():
@@ -275,10 +275,12 @@ class WaitingRoom:
         self._acd.handle(acd_ev.CallAbandoned(at=self._clock(), call_id=item.call_id))
         self._drop_agents(item)
         waited = self._clock() - item.enqueued_at
-        if item.session is not None and item.session.cause == "media_lost":
-            # The media process died: not the caller's doing (the case names the real cause).
+        cause = item.session.cause if item.session is not None else None
+        if cause in MEDIA_CAUSES:
+            # The media process died, or no RTP ever came: not the caller's doing (the case
+            # names the real cause).
             self._cases.hung_up(
-                item.case_id, "system", cause="media_lost", queue=item.queue, waited=waited
+                item.case_id, "system", cause=cause, queue=item.queue, waited=waited
             )
         else:
             self._cases.abandoned(item.case_id, queue=item.queue, waited=waited)

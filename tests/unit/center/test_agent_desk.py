@@ -221,7 +221,8 @@ async def test_blind_transfer_unanswered_queues_the_caller_again(h: DeskHarness)
     await desk.transfer("alice", "bob", "blind", by="alice")
     await until(lambda: h.center.engine.call_state(caller.id) is CallState.WAITING, "queued")
     assert h.center.engine.call_queue(caller.id) == "sales"
-    assert caller.state != "ended" and "please_hold" in caller.heard
+    await until(lambda: "please_hold" in caller.heard, "the caller is asked to hold again")
+    assert caller.state != "ended"
     events = await h.events(caller)
     assert [d["action"] for d in kinds_of(events, "call_control")] == [
         "transfer",
