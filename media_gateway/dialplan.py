@@ -8,6 +8,7 @@ host named in its Contact); a number goes through a trunk with the trunk's calle
 from __future__ import annotations
 
 import ipaddress
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -33,6 +34,20 @@ class Destination:
     caller_id: str = ""
 
 
+DISPLAY_MAX = 64
+"""Characters of a From display name we send at most (phones show twenty or so)."""
+
+
+def display_name(text: str) -> str:
+    """``text`` made fit for a From display name: control and format characters (CR and LF
+    above all, which no quoted-string may carry, RFC 3261 §25.1; bidi overrides) become
+    spaces, runs of white space one, and it is cut to ``DISPLAY_MAX`` characters. Quoting and
+    escaping of ``"`` and ``\\`` are done where the header is written
+    (``sip.headers.quote_string``)."""
+    cleaned = "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in text)
+    return " ".join(cleaned.split())[:DISPLAY_MAX].rstrip()
+
+
 class Destinations:
     """Builds a ``Destination`` for a user, a number through a trunk, or a URI at an address."""
 
@@ -49,7 +64,9 @@ class Destinations:
         self.trunks = list(trunks)
         self.clock = clock
 
-    def user(self, user: str, caller: str) -> Destination:
+    def user(self, user: str, caller: str, display: str | None = None) -> Destination:
+        """Where and how to ring ``user``'s best registered phone; ``display`` is the From
+        display name the phone shows (e.g. ``sales: +33612345678``), "hotline" without one."""
         bindings = self.registrations.contacts(user, self.clock())
         if not bindings:
             raise LookupError(f"agent {user!r} has no registered phone")
@@ -61,6 +78,7 @@ class Destinations:
             transport=b.transport,
             to_uri=f"sip:{user}@{host}",
             from_uri=f"sip:{caller}@{host}",
+            from_display=display_name(display or "") or "hotline",
             agent=user,
         )
 

@@ -1,7 +1,8 @@
 """Offers and bridges: carrying out the engine's decisions about agents.
 
 ``OfferCall`` rings the agent through the :class:`~hotline.center.telephony.Telephony` port
-and reports back what happened: answered (``OfferAnswered``), nobody answered (RONA,
+(a SIP phone shows the queue and the caller as the display name, ``offer_display``) and
+reports back what happened: answered (``OfferAnswered``), nobody answered (RONA,
 ``OfferTimedOut``), could not ring (``OfferFailed``). The engine decides what follows: for
 an answer it sends ``BridgeCall`` (the first answer wins) or ``RefuseAnswer`` (a late one).
 
@@ -27,6 +28,7 @@ from acd import actions as act
 from acd import events as acd_ev
 from acd.service import AcdService
 from hotline.center.caselog import CaseLog
+from hotline.center.reap import reap
 from hotline.center.recordings import CallRecorder
 from hotline.center.telephony import Telephony
 from hotline.center.waiting import QueueItem, Spawn
@@ -39,6 +41,16 @@ if TYPE_CHECKING:
     from hotline.center.feed import CenterEvents, OfferState
 
 log = structlog.get_logger("hotline.center.offers")
+
+
+def offer_display(item: QueueItem) -> str:
+    """What an agent's SIP phone shows as the caller's name for an offer: the queue, what it
+    is and who: ``sales: +33612345678``, ``support: message +33612345678``, ``support:
+    callback +33612345678`` (``support: message`` when the number is unknown)."""
+    who = item.callback if item.kind == "callback" and item.callback else item.caller
+    what = {"call": "", "voicemail": "message", "callback": "callback"}[item.kind]
+    said = " ".join(part for part in (what, who) if part)
+    return f"{item.queue}: {said}" if said else item.queue
 
 
 class Offers:
@@ -143,7 +155,10 @@ class Offers:
         with bound_contextvars(call_id=item.call_id, leg="agent", agent=agent):
             try:
                 leg = await self._telephony.originate(
-                    agent, ring_timeout=ring_timeout, caller=item.caller or "hotline"
+                    agent,
+                    ring_timeout=ring_timeout,
+                    caller=item.caller or "hotline",
+                    display=offer_display(item),
                 )
             except (LookupError, ValueError, MediaError) as exc:
                 log.info("offer_failed", reason=str(exc))
@@ -252,8 +267,7 @@ class Offers:
         if self._desk is not None:  # (a blind transfer through the API cancels this task)
             self._desk.talking(item, caller, leg, agent)
         await keep_bridged(caller, leg)
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            await asyncio.wait_for(part, 10)
+        await reap(asyncio.wait_for(part, 10), TimeoutError)
         by = "caller" if caller.ended_by == "remote" else agent
         self._cases.hung_up(item.case_id, by, agent=agent)
         log.info("conversation_ended", by=by)

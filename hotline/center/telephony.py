@@ -15,9 +15,9 @@ from media_gateway.session import CallSession
 
 class Telephony(Protocol):
     async def originate(
-        self, target: str, *, ring_timeout: float, caller: str
+        self, target: str, *, ring_timeout: float, caller: str, display: str | None = None
     ) -> CallSession | None:
-        """Ring an agent (id or extension: registered phone or browser phone), a sip: URI or a number; the answered session, or None when nobody answered. Raises LookupError (agent has no phone) or ValueError (bad target)."""
+        """Ring an agent (id or extension: registered phone or browser phone), a sip: URI or a number; the answered session, or None when nobody answered. ``display`` is what an agent's SIP phone shows as the caller's name (``sales: +33612345678``). Raises LookupError (agent has no phone) or ValueError (bad target)."""
 
     def agent_reachable(self, agent_id: str) -> bool:
         """True while the agent has a registered phone or an open browser phone."""

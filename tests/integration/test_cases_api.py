@@ -63,7 +63,7 @@ T0 = 1_780_000_000.0  # 2026-05-28T20:26:40Z
 
 class NoPhones:
     async def originate(
-        self, target: str, *, ring_timeout: float, caller: str
+        self, target: str, *, ring_timeout: float, caller: str, display: str | None = None
     ) -> CallSession | None:
         raise LookupError(f"agent {target!r} has no registered phone")
 

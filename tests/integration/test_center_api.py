@@ -58,7 +58,7 @@ class NoPhones:
     """Telephony with no phone registered (the routes never ring anyone)."""
 
     async def originate(
-        self, target: str, *, ring_timeout: float, caller: str
+        self, target: str, *, ring_timeout: float, caller: str, display: str | None = None
     ) -> CallSession | None:
         raise LookupError(f"agent {target!r} has no registered phone")
 

@@ -235,7 +235,7 @@ service_level_seconds = 30
 
 class NoPhones:
     async def originate(
-        self, target: str, *, ring_timeout: float, caller: str
+        self, target: str, *, ring_timeout: float, caller: str, display: str | None = None
     ) -> CallSession | None:
         raise LookupError(f"agent {target!r} has no registered phone")
 

@@ -207,8 +207,17 @@ function soon(name, fn, ms = 250) {
   pending[name] = setTimeout(() => { pending[name] = null; fn(); }, ms);
 }
 
+// The day charts follow the floor: anything that happens in the charted queue (a call queued,
+// answered, abandoned ...) and every statistics tick for it ask for its intervals again, at
+// most once per INTERVALS_MS, and only while the wallboard is shown (showing it reloads them).
+const INTERVALS_MS = 1500;
+function chartsFollow(d) {
+  if (S.view === "wallboard" && d.queue && d.queue === S.chartQueue) soon("intervals", loadIntervals, INTERVALS_MS);
+}
+
 function onEvent(msg) {
   const d = msg.data || {};
+  chartsFollow(d);
   switch (msg.kind) {
     case "queue": {
       const q = S.stats && S.stats.queues.find((x) => x.queue === d.queue);
@@ -229,7 +238,6 @@ function onEvent(msg) {
         const i = S.stats.queues.findIndex((x) => x.queue === d.queue);
         const q = { ...d, _at: performance.now() };
         if (i >= 0) S.stats.queues[i] = q; else S.stats.queues.push(q);
-        if (d.queue === S.chartQueue) soon("intervals", loadIntervals, 2000);
       }
       renderWallboard();
       break;

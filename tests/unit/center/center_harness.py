@@ -249,6 +249,8 @@ class ScriptedTelephony:
         self.timeline = timeline
         self.phones: dict[str, AgentPhone] = {}
         self.rung: list[str] = []
+        self.displays: list[str | None] = []
+        """The display name each ring asked for (what a SIP phone would show)."""
 
     def phone(self, agent: str, *script: str, keys: Sequence[str] = ()) -> AgentPhone:
         p = self.phones.setdefault(agent, AgentPhone())
@@ -257,9 +259,10 @@ class ScriptedTelephony:
         return p
 
     async def originate(
-        self, target: str, *, ring_timeout: float, caller: str
+        self, target: str, *, ring_timeout: float, caller: str, display: str | None = None
     ) -> CallSession | None:
         self.rung.append(target)
+        self.displays.append(display)
         self.timeline.append(("telephony", "ring", target))
         phone = self.phones.get(target)
         if phone is None or not phone.reachable:

@@ -97,7 +97,7 @@ class DeskTelephony(ScriptedTelephony):
     """ScriptedTelephony whose answered legs are DeskSessions."""
 
     async def originate(
-        self, target: str, *, ring_timeout: float, caller: str
+        self, target: str, *, ring_timeout: float, caller: str, display: str | None = None
     ) -> CallSession | None:
         self.rung.append(target)
         self.timeline.append(("telephony", "ring", target))

@@ -54,9 +54,11 @@ class UaTelephony:
         self.h = h
 
     async def originate(
-        self, target: str, *, ring_timeout: float, caller: str
+        self, target: str, *, ring_timeout: float, caller: str, display: str | None = None
     ) -> CallSession | None:
-        return await self.h.ua.originate(target, ring_timeout=ring_timeout, caller=caller)
+        return await self.h.ua.originate(
+            target, ring_timeout=ring_timeout, caller=caller, display=display
+        )
 
     def agent_reachable(self, agent_id: str) -> bool:
         return self.h.registrations.reachable(agent_id, self.h.loop.time())
