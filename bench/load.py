@@ -16,12 +16,15 @@ queue: see ``SHARES``), talks to an agent (RTP both ways) and hangs up; nobody a
 * **SIPp's own ceiling**, the same service and number (1000; SIPp's ``uac``: INVITE, 200, ACK,
   BYE, no keys, no agent), ``bench.sip_cps``'s search.
 
-A step is held when every call was placed on time and finished (``done``), none failed,
-callers heard less than 0.1 % RTP loss, and the generator's counts, the engine's and the case
-records agreed for every call. Per step it reports the service's CPU (``hotline serve`` and its
-media process, from /proc) and the generator's (its processes), both per call: on one machine
-the generator competes with the service, and a step the generator could not keep up with (its
-CPU near 100 % of a core per process) says so. The service is pinned to CPU 0, the generator
+A step is held when every call was placed on time and finished (``done``), every caller was
+answered by an agent (none failed, none sent to voicemail or left unfinished), callers heard
+less than 0.1 % RTP loss, and the generator's counts, the engine's and the case records agreed
+for every call. Per step it reports the service's CPU (``hotline serve`` and its media process,
+from /proc) and the generator's (its processes), per call and in cores (CPU seconds per second
+of calls, ``svc c`` and ``gen c``): on one machine the generator competes with the service, and
+a step the generator could not keep up with (its CPU near 100 % of a core per process) says so,
+as does one where the service used its whole core. The calls not answered are listed by path
+(keys and how they were sent). The service is pinned to CPU 0, the generator
 and SIPp to CPU 1, on 2 cores or more. Everything is on 127.0.0.1 and bounded: each step by its
 calls and ``hotline load``'s wall-clock cap, the whole by ``--budget``. A table, then one JSON
 line.
@@ -39,14 +42,18 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import sip_cps
 from tests.interop.harness import OPERATOR_TOKEN, Server, start_server
 from tests.interop.test_load import service_config
+
+if TYPE_CHECKING:
+    from sim.load.profile import LoadPlan
 
 AGENTS_PER_GROUP = 60
 LOSS_LIMIT = 0.001
@@ -107,6 +114,8 @@ class Step:
     placed: int
     failed: int
     failures: dict[str, int]
+    unserved_paths: dict[str, int]
+    """Calls failed or not answered, by path (keys and how they were sent)."""
     stopped: str
     achieved_cps: float
     peak_concurrent: int
@@ -119,6 +128,9 @@ class Step:
     generator_busy: float
     """The generator's CPU seconds (start-up and check included) per second of calls (1.0: one
     core's worth)."""
+    service_busy: float
+    """The service's (``hotline serve`` and its media process) the same way: pinned to one
+    core, it cannot pass 1.0."""
     seconds: float
     held: bool
     why_not: str
@@ -144,20 +156,41 @@ def peak_concurrent(calls: list[dict[str, Any]]) -> int:
     return best
 
 
+def make_plan(
+    server: Server, d: Path, *, rate: float, seconds: float, handle: str, seed: int
+) -> LoadPlan:
+    """The load plan of arrivals at ``rate`` calls/s for ``seconds`` against ``server`` (its
+    configuration and the workload written in ``d``)."""
+    from sim.load.profile import build_plan
+
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "service.toml").write_text(service_config(AGENTS_PER_GROUP), encoding="utf-8")
+    (d / "workload.toml").write_text(workload(rate, seconds, handle, seed), encoding="utf-8")
+    return build_plan(d / "service.toml", workload=d / "workload.toml", target=server.sip,
+                      http=f"127.0.0.1:{server.http_port}")  # fmt: skip
+
+
+def start_service(work: Path, extra_env: dict[str, str] | None = None) -> tuple[Server, bool]:
+    """``hotline serve`` on the demo's IVR and queues with the benchmark's agents, pinned to
+    CPU 0 and this process (and the generator it starts) to CPU 1 on 2 cores or more; returns
+    the server and whether it was pinned. Raises RuntimeError when it does not start."""
+    server = start_server(work, service_config(AGENTS_PER_GROUP), extra_env=extra_env)
+    pinned = (os.cpu_count() or 1) >= 2
+    if pinned:
+        sip_cps._pin(server.proc.pid, 0)
+        os.sched_setaffinity(0, {1})  # the generator's processes inherit it
+    return server, pinned
+
+
 def run_step(
     server: Server, work: Path, kind: str, target: float, *, rate: float, seconds: float,
     handle: str, seed: int,
 ) -> Step:  # fmt: skip
-    from sim.load.profile import build_plan
     from sim.load.report import live_figures
     from sim.load.runner import run_load
 
-    d = work / f"{kind}-{target:g}"
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "service.toml").write_text(service_config(AGENTS_PER_GROUP), encoding="utf-8")
-    (d / "workload.toml").write_text(workload(rate, seconds, handle, seed), encoding="utf-8")
-    plan = build_plan(d / "service.toml", workload=d / "workload.toml", target=server.sip,
-                      http=f"127.0.0.1:{server.http_port}")  # fmt: skip
+    plan = make_plan(server, work / f"{kind}-{target:g}", rate=rate, seconds=seconds,
+                     handle=handle, seed=seed)  # fmt: skip
     svc0 = sip_cps._family_cpu(server.proc.pid)
     gen0 = _children_cpu()
     t0 = time.monotonic()
@@ -180,12 +213,17 @@ def run_step(
     peak = peak_concurrent(calls)
     ok = len(calls) or 1
     busy = gen / result.elapsed if result.elapsed > 0 else 0.0
+    svc_busy = svc / result.elapsed if result.elapsed > 0 else 0.0
     reasons = []
     if result.stopped != "done":
         reasons.append(f"stopped: {result.stopped}")
     if failed:
         causes = ", ".join(f"{k} {v}" for k, v in figs["calls"]["failure_causes"].items())
         reasons.append(f"{failed} calls failed ({causes})")
+    unserved = {k: v for k, v in figs["calls"]["outcomes"].items()
+                if k not in ("answered", "failed")}  # fmt: skip
+    if unserved:  # nobody abandons: every caller should reach an agent
+        reasons.append("not answered: " + ", ".join(f"{k} {v}" for k, v in unserved.items()))
     if figs["calls"]["placed"] < len(plan.callers):
         reasons.append(f"placed {figs['calls']['placed']} of {len(plan.callers)}")
     if achieved < ACHIEVED_SHARE * offered:
@@ -199,6 +237,8 @@ def run_step(
     why = "; ".join(reasons)
     if why and busy >= 0.9 * max(1, result.workers):
         why += f" (the generator at {busy:.2f} cores: its own limit)"
+    elif why and svc_busy >= 0.9:
+        why += f" (the service at {svc_busy:.2f} cores)"
     return Step(
         kind=kind,
         target=target,
@@ -206,6 +246,9 @@ def run_step(
         placed=figs["calls"]["placed"],
         failed=failed,
         failures=figs["calls"]["failure_causes"],
+        unserved_paths=dict(
+            Counter(str(c.get("path")) for c in calls if c["outcome"] != "answered")
+        ),
         stopped=result.stopped,
         achieved_cps=achieved,
         peak_concurrent=peak,
@@ -216,6 +259,7 @@ def run_step(
         service_cpu_ms_per_call=round(1000 * svc / ok, 2),
         generator_cpu_ms_per_call=round(1000 * gen / ok, 2),
         generator_busy=round(busy, 2),
+        service_busy=round(svc_busy, 2),
         seconds=round(wall, 1),
         held=not why,
         why_not=why,
@@ -233,30 +277,32 @@ def _fmt(v: Any) -> str:
 
 
 def _row(s: Step) -> str:
-    return (
+    held = "yes" if s.held else "no: " + s.why_not
+    line = (
         f"{s.kind:>11} {s.target:>7g} {s.placed:>6} {s.failed:>6} {s.achieved_cps:>8g} "
         f"{s.peak_concurrent:>5} {s.loss * 100:>7.3f} {_fmt(s.setup_p95_ms):>8} "
         f"{_fmt(s.service_cpu_ms_per_call):>8} {_fmt(s.generator_cpu_ms_per_call):>8} "
-        f"{s.generator_busy:>5g} {'yes' if s.held else 'no: ' + s.why_not}"
+        f"{s.service_busy:>5g} {s.generator_busy:>5g} {held}"
     )
+    return line + "".join(f"\n{'':>12} not answered {n}: {p}" for p, n in s.unserved_paths.items())
 
 
 HEADER = (
     f"{'search':>11} {'target':>7} {'calls':>6} {'failed':>6} {'placed/s':>8} {'peak':>5} "
-    f"{'loss %':>7} {'setup95':>8} {'svc ms':>8} {'gen ms':>8} {'gen c':>5} held"
+    f"{'loss %':>7} {'setup95':>8} {'svc ms':>8} {'gen ms':>8} {'svc c':>5} {'gen c':>5} held"
 )
 
 
 def bounded_search(
-    measure: Callable[[int], Step], *, start: int, top: int, deadline: float, worst: float,
-    max_steps: int = 6,
+    measure: Callable[[int], Step], *, start: int, top: int, deadline: float,
+    worst: Callable[[int], float], max_steps: int = 6,
 ) -> list[Step]:  # fmt: skip
     """Double until not held, then bisect (``sip_cps.next_rate``); no step started unless it
-    can finish (``worst`` seconds) before ``deadline``."""
+    can finish (``worst(target)`` seconds) before ``deadline``."""
     steps: list[Step] = []
     nxt: int | None = start
     while nxt is not None and len(steps) < max_steps:
-        if time.monotonic() + worst > deadline:
+        if time.monotonic() + worst(nxt) > deadline:
             break
         steps.append(measure(nxt))
         nxt = sip_cps.next_rate(
@@ -302,14 +348,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     load_before = os.getloadavg()
     try:
-        server = start_server(work, service_config(AGENTS_PER_GROUP))
+        server, pinned = start_service(work)
     except RuntimeError as exc:
         print(f"bench.load: hotline serve did not start:\n{exc}"[-2000:], file=sys.stderr)
         return 1
-    pinned = (os.cpu_count() or 1) >= 2
-    if pinned:
-        sip_cps._pin(server.proc.pid, 0)
-        os.sched_setaffinity(0, {1})  # the generator's processes inherit it
     print(f"hotline serve pid {server.proc.pid} on {server.sip}, {4 * AGENTS_PER_GROUP} agents; "
           f"held = placed on time, all done, none failed, loss < {LOSS_LIMIT:.1%}, "
           "counts agree", flush=True)  # fmt: skip
@@ -330,12 +372,15 @@ def main(argv: list[str] | None = None) -> int:
 
         rate_steps = bounded_search(
             by_rate, start=args.start_rate, top=args.max_rate,
-            deadline=started + 0.42 * args.budget, worst=args.step_seconds + 30,
+            deadline=started + 0.42 * args.budget, worst=lambda _: args.step_seconds + 30,
         )  # fmt: skip
+
+        def talk_for(c: int) -> float:  # C calls up: IVR, ring, talk
+            return max(1.0, c / args.concurrency_rate - IVR_SECONDS - 0.3)
 
         def by_concurrency(c: int) -> Step:
             r = args.concurrency_rate
-            talk = max(1.0, c / r - IVR_SECONDS - 0.3)  # C calls up: IVR, ring, talk
+            talk = talk_for(c)
             step = run_step(server, work, "concurrency", c, rate=r,
                             seconds=talk + args.step_seconds, handle=f"{talk:.3f}", seed=c)  # fmt: skip
             print(_row(step), flush=True)
@@ -344,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
 
         conc_steps = bounded_search(
             by_concurrency, start=args.start_concurrency, top=args.max_concurrency,
-            deadline=started + 0.75 * args.budget, worst=args.step_seconds + 30,
+            deadline=started + 0.75 * args.budget,
+            worst=lambda c: 2 * talk_for(c) + args.step_seconds + 30,
         )  # fmt: skip
 
         def by_sipp(rate: int) -> sip_cps.Step:
@@ -382,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
             ),
             default=None,
         ),
-        "held_concurrent": best_conc.peak_concurrent if best_conc else 0,
+        "held_concurrent": best_conc.target if best_conc else 0,
+        "held_peak_concurrent": best_conc.peak_concurrent if best_conc else 0,
         "not_held_concurrent": min(
             (
                 s.target
@@ -403,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"through the IVR and the queues (hotline load): {summary['held_cps']:g} calls/s held "
           f"(not {_fmt(summary['not_held_cps'])}), {summary['held_concurrent']} concurrent "
-          f"calls held (not {_fmt(summary['not_held_concurrent'])})")  # fmt: skip
+          f"calls held (peak {summary['held_peak_concurrent']}; not "
+          f"{_fmt(summary['not_held_concurrent'])})")  # fmt: skip
     print(f"SIPp on the same number (INVITE/200/ACK/BYE, no keys, no agent): "
           f"{sipp['held_cps']} calls/s held (not {_fmt(sipp['not_held_cps'])})")  # fmt: skip
     print(f"load average (1 min) {summary['loadavg_1m_before']} before, "

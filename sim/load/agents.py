@@ -17,6 +17,11 @@ service's configuration), so the service rings them where real softphones would 
 * ends when the caller hangs up (the service's BYE); the engine's wrap-up follows. A call still
   up ``handle + 10 s`` after the answer is hung up by the agent and noted.
 
+Queued work (a caller's message, a callback request: the From's display name says ``message``
+or ``callback``, or the caller it names has ended its call) is answered after :data:`WORK_RING`, listened to for :data:`WORK_SECONDS` and
+hung up; its record says ``work``. (Refused, the engine would offer it to every agent in turn,
+pausing each for ring-no-answer.)
+
 After ``max_misses`` offers in a row left to ring out the engine pauses the agent; the agent
 becomes ready again ``rona_ready`` seconds later: through the staff API when the service has
 ``POST /api/agents/{id}/ready`` (the agent signs in first, ``POST /api/tokens`` with its own
@@ -49,7 +54,7 @@ from media_gateway.sip.headers import parse_name_addr
 from media_gateway.sip.uri import parse_uri
 from sim.load.callers import _run_loop, caller_index
 from sim.load.profile import WorkerPlan, dist_from
-from sim.load.shared import WAITING, Board
+from sim.load.shared import DONE, VOICEMAIL, WAITING, Board
 from sim.load.sipua import (
     AGENT_MAGIC,
     CALLER_MAGIC,
@@ -73,6 +78,10 @@ STOP_GRACE = 4.0
 NOT_CANCELLED = 10.0
 """An offer the agent will not answer rings this long past the ring timeout for the service's
 CANCEL, then the agent refuses it (480): the service never cancelled it."""
+WORK_RING = 0.3
+"""Ring delay of queued work (a message or a callback request offered to an agent)."""
+WORK_SECONDS = 1.0
+"""How long an agent listens to queued work before hanging up."""
 
 
 class _Stop(Exception):
@@ -84,6 +93,25 @@ def _user(header: str) -> str:
         return parse_uri(parse_name_addr(header).uri).user or ""
     except SipParseError:
         return ""
+
+
+def _display(header: str) -> str:
+    try:
+        return parse_name_addr(header).display or ""
+    except SipParseError:
+        return ""
+
+
+def is_work(header: str) -> bool:
+    """Whether an offer's From (its display name: ``sales: message 7700000012``,
+    ``support: callback ...``) is queued work, a message or a callback, not a waiting caller."""
+    words = _display(header).partition(":")[2].split()
+    return bool(words) and words[0] in ("message", "callback")
+
+
+def work_queue(header: str) -> str:
+    """The queue an offer's From display name names (``sales: message ...`` -> ``sales``)."""
+    return _display(header).partition(":")[0].strip()
 
 
 class AgentWorker:
@@ -188,12 +216,22 @@ class AgentWorker:
             agent = _user(f"<{event.request.uri}>")
             i = caller_index(_user(event.request.headers.get("From") or ""))
             j = self.index.get(agent)
-            if j is None or i is None or i >= len(self.plan.callers) or self.stopping:
+            work = is_work(event.request.headers.get("From") or "") or (
+                # a service whose offers carry no display name: the caller's call is over
+                i is not None
+                and i < len(self.plan.callers)
+                and self.board.state[i] in (VOICEMAIL, DONE)
+            )
+            if j is None or (i is None and not work) or self.stopping:
                 ep.respond(event.call, 404 if j is None else 480, now=now)
+                return
+            if i is not None and i >= len(self.plan.callers) and not work:
+                ep.respond(event.call, 480, now=now)
                 return
             q: asyncio.Queue[Any] = asyncio.Queue()
             self.calls[event.call] = q
-            task = asyncio.get_running_loop().create_task(self.offer(j, i, event, q))
+            coro = self.work(j, event, q) if work else self.offer(j, i or 0, event, q)
+            task = asyncio.get_running_loop().create_task(coro)
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
             return
@@ -424,6 +462,58 @@ class AgentWorker:
                 shell.pump()
             if ringing:
                 board.ring(i, loop.time(), -1)
+            if stream is not None:
+                stream.close()
+            self.calls.pop(call, None)
+            self.ports.pop(call, None)
+            self.offers.append(rec)
+
+    async def work(self, j: int, invite: ev.InviteReceived, q: asyncio.Queue[Any]) -> None:
+        """Queued work (a message, a callback request) offered to agent ``j``: taken as a real
+        agent would, after a ring, listened to for :data:`WORK_SECONDS`, then hung up
+        (refusing it would only have the engine offer it to the next agent, and pause each
+        for ring-no-answer in turn). Its record has ``work: True``."""
+        shell = self.shell
+        assert shell is not None
+        loop = asyncio.get_running_loop()
+        call = invite.call
+        ep = shell.endpoint
+        start = self.board.start_at.value
+        rec: dict[str, Any] = {"agent": self.plan.agents[j].id, "i": None, "work": True,
+                               "queue": work_queue(invite.request.headers.get("From") or ""),
+                               "rang_at": loop.time() - start, "result": ""}  # fmt: skip
+        ep.respond(call, 180, now=shell.now)
+        shell.pump()
+        stream: RtpStream | None = None
+        try:
+            item = await self._next(q, loop.time() + WORK_RING)
+            if item is not None:  # withdrawn (CANCEL, or ended)
+                rec["result"] = "cancelled"
+                return
+            stream = RtpStream(signature(AGENT_MAGIC, j), rng=self.rngs[j])
+            await stream.open(loop)
+            self.ports[call] = stream.port
+            offer_sdp = invite.request.body
+            if offer_sdp:
+                sdp = answer_offer(SessionDescription.parse(offer_sdp), local_ip="127.0.0.1",
+                                   local_port=stream.port, supported=("PCMU",))  # fmt: skip
+            else:
+                sdp = make_offer(local_ip="127.0.0.1", local_port=stream.port, codecs=("PCMU",))
+            ep.respond(call, 200, body=sdp.to_bytes(), now=shell.now)
+            shell.pump()
+            rec["answered_at"] = loop.time() - start
+            until = loop.time() + WORK_SECONDS
+            while not call.ended and (item := await self._next(q, until)) is not None:
+                if isinstance(item, ev.CallEnded):
+                    break
+            rec["result"] = "delivered"
+        except _Stop:
+            rec["result"] = rec["result"] or "stopped"
+            rec["stopped"] = True
+        finally:
+            if not call.ended:
+                ep.bye(call, shell.now)
+                shell.pump()
             if stream is not None:
                 stream.close()
             self.calls.pop(call, None)

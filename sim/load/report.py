@@ -186,6 +186,7 @@ def live_figures(result: LoadResult) -> dict[str, Any]:
                 if o.get("result") == "talked" and o.get("heard_right_caller") is None
             ),
             "forced_hangups": sum(1 for o in result.offers if o.get("forced_hangup")),
+            "work_delivered": sum(1 for o in result.offers if o.get("result") == "delivered"),
         },
     }
 
@@ -290,9 +291,11 @@ def result_text(doc: Mapping[str, Any]) -> str:
             mark = "" if row["agree"] else "   <-- differs"
             lines.append(f"    {row['queue']:<12} {row['count']:<10} generator {row['generator']:>5}"
                          f"  engine {row['engine']:>5}  cases {row['cases']:>5}{mark}")  # fmt: skip
-        if a.get("agents_calls_taken") != a.get("generator_answered"):
+        work = a.get("work_taken") or 0
+        if a.get("agents_calls_taken") != (a.get("generator_answered") or 0) + work:
             lines.append(f"    agents' calls taken {a.get('agents_calls_taken')} vs answered "
-                         f"{a.get('generator_answered')}")  # fmt: skip
+                         f"{a.get('generator_answered')}"
+                         + (f" + queued work {work}" if work else ""))  # fmt: skip
         for m in a.get("calls_without_agreement", [])[:10]:
             lines.append(f"    call {m}")
         for e in a.get("errors", []):

@@ -171,8 +171,10 @@ def run_load(
     drain_seconds: float = DRAIN_SECONDS,
     progress: Progress | None = None,
     verify: bool = True,
+    verify_seconds: float = VERIFY_SECONDS,
 ) -> LoadResult:
-    """Play ``plan`` against the running service; see the module doc."""
+    """Play ``plan`` against the running service; see the module doc. ``verify_seconds``:
+    what the cap keeps for reading the service (a long run's case records take longer)."""
     begin = time.monotonic()
     n = len(plan.callers)
     workers = max(1, workers or max(1, (os.cpu_count() or 2) - 1))
@@ -183,7 +185,7 @@ def run_load(
         else plan.horizon + drain_seconds + STOP_GRACE + VERIFY_SECONDS + 10.0
     )
     hard_end = begin + cap
-    verify_reserve = min(VERIFY_SECONDS, cap / 4) if verify and token else 0.0
+    verify_reserve = min(verify_seconds, cap / 4) if verify and token else 0.0
     stop_reserve = min(STOP_GRACE, cap / 4)
     calls_end = hard_end - verify_reserve - stop_reserve
     ctx = mp.get_context("spawn")
@@ -362,7 +364,12 @@ def verify_with_service(
             unread = len(ours) - len(cases)
         except ServiceError as exc:
             after.error = str(exc)
-    out = agreement(result.calls, before, after, cases, others=others, unread=unread)
+    work: dict[str, int] = {}
+    for o in result.offers:
+        if o.get("result") == "delivered":
+            work[str(o.get("queue", ""))] = work.get(str(o.get("queue", "")), 0) + 1
+    out = agreement(result.calls, before, after, cases, others=others, unread=unread,
+                    work_taken=work)  # fmt: skip
     out["service_idle"] = idle
     if not idle:
         out["agree"] = False

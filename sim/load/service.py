@@ -185,7 +185,10 @@ def case_outcome(case: Mapping[str, Any]) -> tuple[str, str]:
             outcome = "answered"
         elif kind == "abandoned" and not outcome:
             outcome = "abandoned"
-        elif kind == "transferred" and data.get("to") == "voicemail" and not outcome:
+        elif not outcome and (
+            (kind == "transferred" and data.get("to") == "voicemail")
+            or kind == "voicemail_left"  # an answer after it is the message's delivery
+        ):
             outcome = "voicemail"
     if not outcome:
         outcome = "rejected" if queue else "no_queue"
@@ -200,12 +203,16 @@ def agreement(
     *,
     others: Sequence[Any] = (),
     unread: int = 0,
+    work_taken: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """The generator's counts, the engine's (counter deltas) and the case records', per queue
     and outcome, and every call whose case tells another story. ``agree`` is True only when
     all three agree exactly and every call has its case with the same outcome and queue.
     ``others``: ids of cases opened during the run that are not its calls'; ``unread``: cases
-    of the run whose trail could not be read (the check then cannot agree)."""
+    of the run whose trail could not be read (the check then cannot agree); ``work_taken``:
+    queued work (messages, callbacks) the agents took, per queue: the engine counts each as a
+    call taken and answered."""
+    work = dict(work_taken or {})
     gen: Counter[tuple[str, str]] = Counter()
     for c in calls:
         if c.get("queued_at") is not None:
@@ -217,6 +224,8 @@ def agreement(
         before_q = before.queues.get(q, {})
         for k, v in after_q.items():
             d = round(v - before_q.get(k, 0.0))
+            if k == "answered":
+                d -= work.get(q, 0)  # the engine's answers include the queued work taken
             if d:
                 engine[(q, k)] = d
     by_call = {str(c.get("call_id")): c for c in cases}
@@ -262,7 +271,7 @@ def agreement(
         and not after.error
         and all(r["agree"] for r in rows)
         and not mismatches
-        and taken == answered
+        and taken == answered + sum(work.values())
         and not unread
     )
     return {
@@ -270,6 +279,7 @@ def agreement(
         "rows": rows,
         "agents_calls_taken": taken,
         "generator_answered": answered,
+        "work_taken": sum(work.values()),
         "calls_without_agreement": mismatches[:50],
         "mismatched_calls": len(mismatches),
         "cases_read": len(cases),
