@@ -46,6 +46,9 @@ from acd.config import (
 )
 from acd.escalation import EscalationPolicy
 from ivr.flow import IvrConfig, IvrModel
+from media_gateway.sip.limits import LimitsConfig
+from media_gateway.streams import StreamLimits
+from media_gateway.tls import SipTlsSettings
 
 __all__ = [
     "Config",
@@ -128,6 +131,17 @@ class ServerConfig:
         return self.sip_host
 
 
+HTTP_LIMITS = StreamLimits(
+    idle_timeout=75.0,
+    message_timeout=10.0,
+    max_message_bytes=1024 * 1024,
+    max_connections=4096,
+    max_connections_per_source=256,
+)
+"""The HTTP server's defaults: browsers keep about 6 connections per origin and a building of
+agents may share one address (NAT), so the per-source cap is higher than SIP's."""
+
+
 @dataclass(frozen=True, slots=True)
 class HttpConfig:
     """``[http]``: TLS, and who may read ``/metrics``."""
@@ -145,6 +159,11 @@ class HttpConfig:
     metrics_token: str = ""
     """A bearer token for ``GET /metrics`` (``HOTLINE_METRICS_TOKEN`` in the environment
     wins); empty: ``/metrics`` is open."""
+    connections: StreamLimits = HTTP_LIMITS
+    """``[http.connections]``: idle (keep-alive) and header timeouts, the largest request body,
+    connection caps per source address and in total (hotline/http/guard.py)."""
+    backlog: int = 512
+    """The listening socket's accept backlog."""
 
     @property
     def tls(self) -> bool:
@@ -192,6 +211,20 @@ class SipConfig:
     udp_receive_buffer: int = 4 * 1024 * 1024
     rtp_port_min: int = 20000
     rtp_port_max: int = 30000
+    tcp: StreamLimits = field(default_factory=StreamLimits)
+    """``[sip.tcp]``: limits of SIP over TCP and TLS connections."""
+    tls: SipTlsSettings = field(default_factory=SipTlsSettings)
+    """``[sip.tls]``: SIP over TLS (off without a certificate)."""
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    """``[sip.limits]``: per-source request, retransmission and call limits, and the set-up
+    bound (media_gateway/sip/limits.py)."""
+    srtp: str = "off"
+    """SRTP (SDES, RFC 4568) for phones' calls: ``off`` (plain RTP only), ``optional``
+    (SRTP offers accepted, plain RTP offered) or ``required`` (plain offers refused with 488,
+    RTP/SAVP offered). Trunks have their own ``srtp``."""
+    srtp_over_plain_sip: bool = False
+    """Allow SDES keys in SIP that is not TLS (UDP, TCP): anyone who reads that signalling
+    can decrypt the media. Off, SRTP is only negotiated with peers talking SIP over TLS."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +239,12 @@ class MediaConfig:
     """Prompt name (or spec) played to held callers."""
     rtp_timeout: float = 60.0
     """Seconds without RTP from a talking peer before its call is hung up; 0 = off."""
+    rtp_start_timeout: float = 10.0
+    """Seconds an answered inbound call may go without any RTP at all before it is hung up
+    (cause ``no_media``), freeing its ports; 0 = off (only ``rtp_timeout`` then)."""
+    max_calls_per_source: int | None = None
+    """Inbound calls one source IP may hold at once (each holds an RTP port pair); past it,
+    503 with Retry-After. None: half the RTP port pairs; 0: no limit. Trunks are exempt."""
     recordings_dir: str = ""
     """Where recordings go; default ``<data_dir>/recordings``."""
 
@@ -245,6 +284,8 @@ class TrunkConfig:
     """Number presented on outbound calls; empty keeps the caller's own."""
     caller_id_display: str = ""
     withhold_caller_id: bool = False
+    srtp: str = "off"
+    """SRTP (SDES) with this trunk: ``off``, ``optional`` or ``required`` (as ``[sip] srtp``)."""
 
 
 ENTRY_KINDS = ("echo", "hotline", "ivr", "queue", "agent", "voicemail")
@@ -407,6 +448,119 @@ def _metrics_token(value: str) -> str:
     return value
 
 
+class StreamLimitsModel(BaseModel):
+    """``[sip.tcp]`` and ``[http.connections]``: limits of stream connections (their defaults
+    differ; see docs/configuration.md)."""
+
+    model_config = STRICT
+
+    idle_timeout: Seconds = 120.0
+    """Seconds without a complete message before the connection is closed."""
+    message_timeout: Seconds = 10.0
+    """Seconds a started message (HTTP: the first request's headers) may take."""
+    max_message_bytes: int = Field(default=65536, ge=1024)
+    """Largest message (SIP: headers and body; HTTP: request body)."""
+    max_connections: int = Field(default=4096, ge=1)
+    """Open connections in total; the newest over the cap is closed at once."""
+    max_connections_per_source: int = Field(default=64, ge=1)
+    """Open connections from one IP address; the newest over the cap is closed at once."""
+
+    def build(self) -> StreamLimits:
+        return StreamLimits(
+            idle_timeout=self.idle_timeout,
+            message_timeout=self.message_timeout,
+            max_message_bytes=self.max_message_bytes,
+            max_connections=self.max_connections,
+            max_connections_per_source=self.max_connections_per_source,
+        )
+
+
+_HTTP_LIMITS_MODEL = StreamLimitsModel(
+    idle_timeout=HTTP_LIMITS.idle_timeout,
+    message_timeout=HTTP_LIMITS.message_timeout,
+    max_message_bytes=HTTP_LIMITS.max_message_bytes,
+    max_connections=HTTP_LIMITS.max_connections,
+    max_connections_per_source=HTTP_LIMITS.max_connections_per_source,
+)
+
+
+class SipLimitsModel(BaseModel):
+    """``[sip.limits]``: per-source limits and the set-up bound (0 switches a limit off). A
+    source over a limit gets 503 with Retry-After for ``hold_seconds``; other sources are
+    served. See docs/configuration.md."""
+
+    model_config = STRICT
+
+    packet_rate: float = Field(default=10_000.0, ge=0)
+    """Datagrams per second from one source IP; past it they are dropped unparsed."""
+    packet_burst: float = Field(default=20_000.0, ge=0)
+    """...and at once."""
+    request_rate: float = Field(default=1000.0, ge=0)
+    """New out-of-dialog requests per second from one source IP."""
+    request_burst: float = Field(default=2000.0, ge=0)
+    """...and at once."""
+    retransmission_rate: float = Field(default=10.0, ge=0)
+    """Absorbed retransmissions per second from one source IP; past it they are dropped."""
+    retransmission_burst: float = Field(default=20.0, ge=0)
+    """...and at once."""
+    retransmissions_per_request: float = Field(default=1.0, ge=0)
+    """More retransmissions allowed to a source for each new request it sends."""
+    calls_in_setup_per_source: int = Field(default=100, ge=0)
+    """Inbound INVITEs from one source IP waiting for their first answer."""
+    calls_up_per_source: int = Field(default=5000, ge=0)
+    """Answered inbound calls from one source IP."""
+    max_calls_in_setup: int = Field(default=200, ge=0)
+    """The set-up bound: INVITEs waiting for their first answer, from all sources."""
+    max_setup_age: float = Field(default=1.0, ge=0)
+    """The set-up bound: seconds the oldest waiting INVITE may wait before new ones get 503."""
+    hold_seconds: Seconds = 5.0
+    """How long a source stays limited after its last excess (its Retry-After)."""
+    max_sources: int = Field(default=100_000, ge=1)
+    """Source addresses whose rates are tracked (the least recently seen are forgotten)."""
+
+    def build(self) -> LimitsConfig:
+        return LimitsConfig(
+            packet_rate=self.packet_rate,
+            packet_burst=self.packet_burst,
+            request_rate=self.request_rate,
+            request_burst=self.request_burst,
+            retransmission_rate=self.retransmission_rate,
+            retransmission_burst=self.retransmission_burst,
+            retransmissions_per_request=self.retransmissions_per_request,
+            calls_in_setup_per_source=self.calls_in_setup_per_source,
+            calls_up_per_source=self.calls_up_per_source,
+            max_calls_in_setup=self.max_calls_in_setup,
+            max_setup_age=self.max_setup_age,
+            hold=self.hold_seconds,
+            max_sources=self.max_sources,
+        )
+
+
+class SipTlsModel(BaseModel):
+    """``[sip.tls]``: SIP over TLS; on when ``cert`` is given."""
+
+    model_config = STRICT
+
+    port: int = Field(default=5061, ge=1, le=65535)
+    """The TLS port, on the ``[server] sip`` address's host."""
+    cert: str = ""
+    """PEM certificate (chain) file (relative to this file's directory)."""
+    key: str = ""
+    """PEM private key file of ``cert``."""
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> SipTlsModel:
+        if bool(self.cert) != bool(self.key):
+            missing = "key" if self.cert else "cert"
+            raise PydanticCustomError("hotline", "cert and key go together", {"key": missing})
+        return self
+
+    def build(self, base: Path | None = None) -> SipTlsSettings:
+        return SipTlsSettings(
+            port=self.port, cert=_relative_to(base, self.cert), key=_relative_to(base, self.key)
+        )
+
+
 class HttpModel(BaseModel):
     """``[http]``: HTTPS, a TLS-terminating proxy in front, the metrics token."""
 
@@ -423,6 +577,10 @@ class HttpModel(BaseModel):
         str, AfterValidator(_metrics_token), WithJsonSchema({"type": "string", "minLength": 16})
     ] = ""
     """A bearer token for ``GET /metrics``; empty: open (``HOTLINE_METRICS_TOKEN`` wins)."""
+    connections: StreamLimitsModel = _HTTP_LIMITS_MODEL
+    """Idle and header timeouts, the largest body, connection caps."""
+    backlog: int = Field(default=512, ge=1)
+    """The listening socket's accept backlog."""
 
     @model_validator(mode="after")
     def _cert_and_key(self) -> HttpModel:
@@ -439,6 +597,8 @@ class HttpModel(BaseModel):
             tls_key=_relative_to(base, self.tls_key),
             behind_tls_proxy=self.behind_tls_proxy,
             metrics_token=self.metrics_token,
+            connections=self.connections.build(),
+            backlog=self.backlog,
         )
 
 
@@ -520,6 +680,16 @@ class SipModel(BaseModel):
             }
         ),
     ] = [20000, 30000]
+    tcp: StreamLimitsModel = StreamLimitsModel()
+    """SIP over TCP and TLS: timeouts, the largest message, connection caps."""
+    tls: SipTlsModel = SipTlsModel()
+    """SIP over TLS: port, certificate and key."""
+    limits: SipLimitsModel = SipLimitsModel()
+    """Per-source request, retransmission and call limits; the set-up bound."""
+    srtp: Literal["off", "optional", "required"] = "off"
+    """SRTP (SDES) for phones: off, optional (accept SRTP offers) or required (488 to plain)."""
+    srtp_over_plain_sip: bool = False
+    """Allow SDES keys over SIP that is not TLS (tests, trusted networks only)."""
 
     @model_validator(mode="after")
     def _expires_order(self) -> SipModel:
@@ -531,7 +701,7 @@ class SipModel(BaseModel):
             )
         return self
 
-    def build(self) -> SipConfig:
+    def build(self, base: Path | None = None) -> SipConfig:
         return SipConfig(
             transports=tuple(self.transports),
             realm=self.realm,
@@ -546,6 +716,11 @@ class SipModel(BaseModel):
             udp_receive_buffer=self.udp_receive_buffer,
             rtp_port_min=self.rtp_ports[0],
             rtp_port_max=self.rtp_ports[1],
+            tcp=self.tcp.build(),
+            tls=self.tls.build(base),
+            limits=self.limits.build(),
+            srtp=self.srtp,
+            srtp_over_plain_sip=self.srtp_over_plain_sip,
         )
 
 
@@ -559,6 +734,8 @@ class MediaModel(BaseModel):
     language: str = "en"
     music_on_hold: str = "moh"
     rtp_timeout: Annotated[float, Field(ge=0)] = 60.0
+    rtp_start_timeout: Annotated[float, Field(ge=0)] = 10.0
+    max_calls_per_source: Annotated[int, Field(ge=0)] | None = None
     recordings_dir: str = ""
 
     def build(self) -> MediaConfig:
@@ -568,6 +745,8 @@ class MediaModel(BaseModel):
             language=self.language,
             music_on_hold=self.music_on_hold,
             rtp_timeout=self.rtp_timeout,
+            rtp_start_timeout=self.rtp_start_timeout,
+            max_calls_per_source=self.max_calls_per_source,
             recordings_dir=self.recordings_dir,
         )
 
@@ -643,6 +822,8 @@ class TrunkModel(BaseModel):
     caller_id: str = ""
     caller_id_display: str = ""
     withhold_caller_id: bool = False
+    srtp: Literal["off", "optional", "required"] = "off"
+    """SRTP (SDES) with this trunk: off, optional or required."""
 
     @model_validator(mode="after")
     def _register_needs_user(self) -> TrunkModel:
@@ -664,6 +845,7 @@ class TrunkModel(BaseModel):
             caller_id=self.caller_id,
             caller_id_display=self.caller_id_display,
             withhold_caller_id=self.withhold_caller_id,
+            srtp=self.srtp,
         )
 
 
@@ -894,7 +1076,7 @@ class ConfigModel(BaseModel):
         return Config(
             source=source,
             server=server,
-            sip=self.sip.build(),
+            sip=self.sip.build(base),
             media=self.media.build(),
             agents=tuple(a.account() for a in self.agents),
             trunks=tuple(t.build() for t in self.trunks),

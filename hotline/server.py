@@ -33,6 +33,7 @@ from hotline.auth import AuditTrail, StaffAuth, StaffCredentials
 from hotline.auth.staff import AuthSettings, lockout_policy, log_lock
 from hotline.center import ContactCenter
 from hotline.config import Config, ConfigError, exposure_issue
+from hotline.http.guard import GuardedSite, http_gate
 from hotline.http.routes import build_http_app
 from hotline.logs import configure_logging
 from hotline.switch import ServiceSwitch
@@ -42,6 +43,7 @@ from media_gateway.media.client import LocalMedia, MediaClient, MediaProcess
 from media_gateway.registrations import Registrations, RegistrationSettings
 from media_gateway.session import CallSession
 from media_gateway.sip.lockout import Locked, Lockout
+from media_gateway.streams import raise_open_file_limit
 from media_gateway.ua import SipUserAgent
 
 log = structlog.get_logger("hotline.server")
@@ -54,9 +56,11 @@ class _Telephony:
         self.ua = ua
 
     async def originate(
-        self, target: str, *, ring_timeout: float, caller: str
+        self, target: str, *, ring_timeout: float, caller: str, display: str | None = None
     ) -> CallSession | None:
-        return await self.ua.originate(target, ring_timeout=ring_timeout, caller=caller)
+        return await self.ua.originate(
+            target, ring_timeout=ring_timeout, caller=caller, display=display
+        )
 
     def agent_reachable(self, agent_id: str) -> bool:
         return self.ua.registrations.reachable(agent_id, self.ua.loop.time())
@@ -71,8 +75,18 @@ def media_client(config: Config) -> MediaClient:
         "port_max": sip.rtp_port_max,
         "prompt_dirs": list(media.prompts),
         "rtp_timeout": media.rtp_timeout,
+        "rtp_start_timeout": media.rtp_start_timeout,
     }
     return MediaProcess(**args) if media.process else LocalMedia(**args)
+
+
+def calls_per_source(config: Config) -> int:
+    """``[media] max_calls_per_source``; unset: half the RTP port pairs, so one source never
+    takes every port (0: no limit)."""
+    limit = config.media.max_calls_per_source
+    if limit is None:
+        return max(1, (config.sip.rtp_port_max - config.sip.rtp_port_min) // 4)
+    return limit
 
 
 class Hotline:
@@ -121,6 +135,10 @@ class Hotline:
                 retry_after=sip.retry_after,
                 max_loop_lag=sip.max_loop_lag_ms / 1000.0,
                 udp_receive_buffer=sip.udp_receive_buffer,
+                limits=sip.limits,
+                max_calls_per_source=calls_per_source(config),
+                srtp=sip.srtp,
+                srtp_over_plain_sip=sip.srtp_over_plain_sip,
             ),
             media=self.media,
             registrations=self.registrations,
@@ -130,6 +148,9 @@ class Hotline:
             trunks=config.trunks,
             language=config.media.language,
             observer=self.metrics,
+            stream_limits=sip.tcp,
+            tls=sip.tls,
+            on_limit=self.metrics.connection_limited,
         )
         self.switch.ua = self.ua
         self.center = ContactCenter(config, _Telephony(self.ua), metrics=self.metrics)
@@ -143,6 +164,7 @@ class Hotline:
             registered_contacts=lambda: len(self._bindings()),
             loop_lag=lambda: self.ua.transport.loop_lag if self.ua.transport else 0.0,
             sip_endpoint_stats=lambda: self.ua.endpoint.stats,
+            sip_limited=lambda: self.ua.endpoint.limits.refused,
             acd=EngineReadings(
                 self.center.engine.snapshot,
                 self.center.queue_members,
@@ -200,6 +222,19 @@ async def _age_gc(every: float = 5.0) -> None:
             gc.freeze()
 
 
+OPEN_FILES_RESERVE = 512
+"""Descriptors beyond the connection caps: the data files, the media process's pipes, logs."""
+
+
+def open_files_needed(config: Config) -> int:
+    """The open-file limit the configured connection caps need (SIP TCP and TLS, HTTP)."""
+    return (
+        config.sip.tcp.max_connections
+        + config.http.connections.max_connections
+        + OPEN_FILES_RESERVE
+    )
+
+
 def tls_context(config: Config) -> ssl.SSLContext | None:
     """HTTPS for ``[http] tls_cert``/``tls_key`` (TLS 1.2 at least); None: plain HTTP, which
     the configuration allows on loopback (or behind a TLS-terminating proxy) only."""
@@ -220,16 +255,23 @@ def tls_context(config: Config) -> ssl.SSLContext | None:
 
 async def serve(config: Config, *, ready_file: str | None = None) -> int:
     context = tls_context(config)  # a bad certificate is a configuration error before start
+    raise_open_file_limit(open_files_needed(config))
     hotline = Hotline(config)
     await hotline.start()
-    runner = web.AppRunner(hotline.http_app(), access_log=None)
+    limits = config.http.connections
+    runner = web.AppRunner(
+        hotline.http_app(), access_log=None, keepalive_timeout=limits.idle_timeout
+    )
     try:
         await runner.setup()
-        site = web.TCPSite(
+        site = GuardedSite(
             runner,
             config.server.http_host,
             config.server.http_port,
             ssl_context=context,
+            backlog=config.http.backlog,
+            gate=http_gate(limits, hotline.metrics.connection_limited),
+            limits=limits,
         )
         await site.start()
     except BaseException:

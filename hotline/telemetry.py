@@ -164,6 +164,7 @@ class _LiveCollector:
         self.registered_contacts: Callable[[], int] | None = None
         self.loop_lag: Callable[[], float] | None = None
         self.sip_endpoint_stats: Callable[[], Mapping[str, int]] | None = None
+        self.sip_limited: Callable[[], Mapping[str, int]] | None = None
         self.acd: AcdSource | None = None
 
     def describe(self) -> Iterable[Metric]:
@@ -171,6 +172,7 @@ class _LiveCollector:
         for name, helptext in _GAUGES:
             yield GaugeMetricFamily(name, helptext)
         yield CounterMetricFamily("hotline_sip_endpoint_events", _SIP_EVENTS_HELP)
+        yield CounterMetricFamily("hotline_sip_limited", _SIP_LIMITED_HELP)
         yield from _acd_families()
 
     def collect(self) -> Iterable[Metric]:
@@ -200,6 +202,18 @@ class _LiveCollector:
                 for event, count in sorted(stats.items()):
                     fam.add_metric([event], float(count))
                 yield fam
+        if self.sip_limited is not None:
+            try:
+                refused = dict(self.sip_limited())
+            except Exception:
+                log.exception("metrics_source_failed", metric="hotline_sip_limited")
+            else:
+                fam = CounterMetricFamily(
+                    "hotline_sip_limited", _SIP_LIMITED_HELP, labels=["reason"]
+                )
+                for reason, count in sorted(refused.items()):
+                    fam.add_metric([reason], float(count))
+                yield fam
         if self.acd is not None:
             try:
                 readings = list(self.acd.queue_readings())
@@ -214,6 +228,11 @@ _GAUGES: tuple[tuple[str, str], ...] = (
     ("hotline_sip_transactions", "SIP transactions held by the endpoint"),
     ("hotline_registered_contacts", "Registered softphone contacts (unexpired bindings)"),
     ("hotline_event_loop_lag_seconds", "Last measured asyncio event-loop lag"),
+)
+
+_SIP_LIMITED_HELP = (
+    "SIP requests refused with 503 (or retransmissions dropped) by per-source limits and the "
+    "set-up bound, by reason; the sources themselves are in the log"
 )
 
 _SIP_EVENTS_HELP = (
@@ -283,6 +302,7 @@ class HotlineMetrics:
         loop_lag: Callable[[], float] | None = None,
         sip_endpoint_stats: Callable[[], Mapping[str, int]] | None = None,
         acd: AcdSource | None = None,
+        sip_limited: Callable[[], Mapping[str, int]] | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
         if process:
@@ -345,6 +365,13 @@ class HotlineMetrics:
             ["scope", "channel"],
             registry=r,
         )
+        self._connections_limited = Counter(
+            "hotline_connections_limited_total",
+            "Stream connections closed by a limit, by server (sip: TCP and TLS; http) and "
+            "reason (per_source, global, idle_timeout, message_timeout, too_large)",
+            ["server", "reason"],
+            registry=r,
+        )
         self._setup = Histogram(
             "hotline_call_setup_seconds",
             "Time from INVITE received to 200 OK sent",
@@ -381,6 +408,7 @@ class HotlineMetrics:
             loop_lag=loop_lag,
             sip_endpoint_stats=sip_endpoint_stats,
             acd=acd,
+            sip_limited=sip_limited,
         )
 
     def watch(
@@ -392,6 +420,7 @@ class HotlineMetrics:
         loop_lag: Callable[[], float] | None = None,
         sip_endpoint_stats: Callable[[], Mapping[str, int]] | None = None,
         acd: AcdSource | None = None,
+        sip_limited: Callable[[], Mapping[str, int]] | None = None,
     ) -> None:
         """Set the sources read at scrape time; ``None`` keeps the current one.
 
@@ -410,6 +439,8 @@ class HotlineMetrics:
             live.loop_lag = loop_lag
         if sip_endpoint_stats is not None:
             live.sip_endpoint_stats = sip_endpoint_stats
+        if sip_limited is not None:
+            live.sip_limited = sip_limited
         if acd is not None:
             live.acd = acd
 
@@ -476,6 +507,12 @@ class HotlineMetrics:
     def auth_lockout(self, scope: str, channel: str) -> None:
         """An account or a source address was locked (once per lock, not per attempt)."""
         self._lockouts.labels(scope=scope, channel=channel or "unknown").inc()
+
+    # --- connections -----------------------------------------------------------------------------
+
+    def connection_limited(self, server: str, reason: str) -> None:
+        """A TCP/TLS/HTTP connection was refused or closed by a limit (every one counted)."""
+        self._connections_limited.labels(server=server, reason=reason).inc()
 
     # --- exposition ------------------------------------------------------------------------------
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from media_gateway.sdp.session import SessionDescription
 from media_gateway.session import CallSession
 from media_gateway.sessions import Direction
 from media_gateway.sip.dialog import CallHandle
+from media_gateway.sip.limits import LimitsConfig
 from media_gateway.sip_leg import SipLeg
 
 Service = Callable[[CallSession], Awaitable[None]]
@@ -40,6 +41,16 @@ class UaSettings:
     max_loop_lag: float = 0.25
     """Event-loop lag (seconds) past which new INVITEs get 503 + Retry-After."""
     udp_receive_buffer: int = 4 * 1024 * 1024
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    """Per-source limits and the set-up bound (``[sip.limits]``)."""
+    max_calls_per_source: int = 0
+    """Inbound calls (each holding RTP ports) one source IP may have at once; past it, 503
+    with Retry-After. 0: no limit. Trunks' addresses are exempt."""
+    srtp: str = "off"
+    """SRTP policy (``off``, ``optional``, ``required``) for calls with phones; trunks have
+    their own (``Trunk.srtp``)."""
+    srtp_over_plain_sip: bool = False
+    """Negotiate SDES keys over SIP that is not TLS (UDP, TCP) too."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -143,6 +154,8 @@ class CallRecord:
     """Outbound: the user whose phone was called."""
     trunk: str = ""
     caller_id: str = ""
+    srtp: str = "off"
+    """The call's SRTP policy (``off``, ``optional``, ``required``; sdp/offer_answer.py)."""
     offer: SessionDescription | None = None
     """Outbound: our SDP offer, until the answer arrives."""
     answered: asyncio.Future[None] | None = None

@@ -28,13 +28,24 @@ import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
+from media_gateway.audio.wav import write_wav
 from media_gateway.media import control as mc
 from media_gateway.media.client import MediaClient
-from media_gateway.media.engine import MediaError
+from media_gateway.media.engine import RATE, SILENCE_DBFS, MediaError
+from media_gateway.media.server import part_path
 
 _op_ids = itertools.count(1)
+
+MEDIA_CAUSES = frozenset({"media_lost", "no_media"})
+"""Causes of a hangup by us that are not the caller's doing: the media process died
+(``media_lost``), or no RTP at all came after the answer (``no_media``, ``[media]
+rtp_start_timeout``: a flood's silent call or a broken phone, not a caller who gave up).
+(``media_timeout``, RTP that stopped, is the caller's side going away: an abandon.)"""
 
 
 class SessionEnded(Exception):
@@ -170,6 +181,8 @@ class CallSession:
         """Set while this session is being transferred (the old peer may hang up meanwhile)."""
         self.hangup_on_media_timeout = True
         """Hang up when the media process reports no RTP for ``[media] rtp_timeout`` seconds."""
+        self._record_paths: dict[str, str] = {}
+        """Messages being recorded (op id -> path): kept from the part file if media dies."""
         self._digits: deque[str] = deque(maxlen=64)
         self._digit_arrived = asyncio.Event()
         self._waiters: dict[str, asyncio.Future[Any]] = {}
@@ -189,6 +202,11 @@ class CallSession:
         self._check()
         await self.leg.answer(self)
         self.state = "answered"
+        if self.hangup_on_media_timeout:
+            # No RTP at all within [media] rtp_start_timeout ends the call (cause no_media):
+            # a caller that never sends media does not hold its ports for the rtp_timeout.
+            with contextlib.suppress(MediaError):
+                await self.media.request(mc.WatchRtp(chan=self.chan))
 
     async def hangup(self, cause: str = "normal") -> None:
         if self.state == "ended":
@@ -338,6 +356,8 @@ class CallSession:
             await self.play("beep", interruptible=False)
         op = f"r{next(_op_ids)}"
         fut = self._expect(op)
+        self._record_paths[op] = path
+        fut.add_done_callback(lambda _f: self._record_paths.pop(op, None))
         try:
             await self.media.request(
                 mc.Record(
@@ -567,26 +587,69 @@ class CallSession:
                 )
                 self._push(rec)
                 self._resolve(rec.op, rec)
-            case mc.RtpTimeout(silent_seconds=silent):
+            case mc.RtpTimeout(silent_seconds=silent, no_media=no_media):
                 self._push(MediaTimeout(silent_seconds=silent))
                 if self.hangup_on_media_timeout and self.state != "ended":
-                    asyncio.get_running_loop().create_task(self._media_timeout())
+                    cause = "no_media" if no_media else "media_timeout"
+                    asyncio.get_running_loop().create_task(self._media_timeout(cause))
             case mc.MediaLost():
                 asyncio.get_running_loop().create_task(self._media_lost())
 
-    async def _media_timeout(self) -> None:
+    async def _media_timeout(self, cause: str) -> None:
         with contextlib.suppress(Exception):
-            await self.hangup("media_timeout")
+            await self.hangup(cause)
 
     async def _media_lost(self) -> None:
+        # A message being recorded is kept: what reached its part file (a second at most is
+        # lost) becomes the message, ended for the reason "media_lost".
+        kept: list[tuple[asyncio.Future[Any], RecordDone]] = []
+        for op, path in list(self._record_paths.items()):
+            fut = self._waiters.get(op)
+            if fut is None or fut.done():
+                continue
+            seconds, sound = await asyncio.to_thread(recover_part, Path(path))
+            kept.append((fut, RecordDone(op, path, "media_lost", seconds, heard_sound=sound)))
         with contextlib.suppress(Exception):
             await self.leg.hangup(self, "media_lost")
+        for fut, done in kept:
+            if not fut.done():
+                self._push(done)
+                fut.set_result(done)
         await self.ended_by_signalling("local", "media_lost")
 
     def _resolve(self, op: str, value: Any) -> None:
         fut = self._waiters.get(op)
         if fut is not None and not fut.done():
             fut.set_result(value)
+
+
+def recover_part(path: Path) -> tuple[float, bool]:
+    """Turn what the media process streamed to ``path``'s part file before it died into
+    ``path`` (its header rewritten from the data actually there); returns its seconds and
+    whether it holds sound. ``(0.0, False)`` when there is nothing."""
+    part = part_path(path)
+    try:
+        data = part.read_bytes()
+    except OSError:
+        return 0.0, False
+    raw = data[_WAV_HEADER:]
+    raw = raw[: len(raw) - len(raw) % 2]
+    samples = np.frombuffer(raw, dtype="<i2").astype(np.int16)
+    if samples.size == 0:
+        with contextlib.suppress(OSError):
+            part.unlink()
+        return 0.0, False
+    write_wav(path, samples, RATE)
+    with contextlib.suppress(OSError):
+        part.unlink()
+    sound = bool(np.abs(samples.astype(np.int32)).max() > _SOUND_PEAK)
+    return round(samples.size / RATE, 3), sound
+
+
+_WAV_HEADER = 44
+"""A PCM WAV header as the ``wave`` module writes it (RIFF, fmt, data chunk headers)."""
+_SOUND_PEAK = int(32768 * 10 ** (SILENCE_DBFS / 20))
+"""A sample above this is sound (the media engine's silence level)."""
 
 
 async def keep_bridged(a: CallSession, b: CallSession) -> str:

@@ -11,15 +11,19 @@ form, has put us on hold).
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
+import secrets
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from media_gateway.media.control import Direction, Update
+from media_gateway.media.control import Direction, SrtpKeys, Update
+from media_gateway.sdp.crypto import SUITES, SrtpParams, offer_crypto
 from media_gateway.sdp.offer_answer import (
     LocalSession,
     MediaParams,
     NoCommonCodec,
+    SrtpPolicy,
     answer_offer,
     make_offer,
     negotiated_media,
@@ -63,6 +67,8 @@ class MediaUpdate:
     """Where to send RTP (an IP literal); None waits for symmetric RTP."""
     held: bool
     """The peer has put us on hold (sendonly, inactive, or the old c=0.0.0.0)."""
+    srtp: SrtpParams | None = None
+    """The SRTP keys (RFC 4568) when the stream is protected; None: plain RTP."""
 
     def op(self, chan: str, *, direction: str | None = None) -> Update:
         """The media process's ``Update`` for channel ``chan`` (``direction`` overrides ours:
@@ -76,6 +82,13 @@ class MediaUpdate:
             direction=cast(Direction, direction or self.direction),
             inband=self.te_pt is None,
             remote=self.remote,
+            srtp=None
+            if self.srtp is None
+            else SrtpKeys(
+                suite=self.srtp.suite,
+                tx_key=base64.b64encode(self.srtp.local_key).decode("ascii"),
+                rx_key=base64.b64encode(self.srtp.remote_key).decode("ascii"),
+            ),
         )
 
 
@@ -98,6 +111,7 @@ def media_update(params: MediaParams) -> MediaUpdate:
         direction=_MIRROR.get(params.direction, "sendrecv"),
         remote=remote,
         held=held,
+        srtp=params.srtp,
     )
 
 
@@ -114,6 +128,7 @@ class SipLeg:
         channel: str = "sip",
         session_id: str = "0",
         sip_port: int = 5060,
+        srtp: SrtpPolicy = "off",
     ) -> None:
         self.side = side
         self.sip_hostport = format_hostport(local_ip, sip_port)
@@ -129,6 +144,9 @@ class SipLeg:
         self._requests: dict[Any, asyncio.Future[int]] = {}
         self._refer_done: asyncio.Future[int] | None = None
         self.answered = False
+        self.srtp: SrtpPolicy = srtp
+        """SRTP policy of this call (``off``, ``optional``, ``required``: offer_answer.py)."""
+        self._srtp_keys: dict[str, bytes] | None = None
 
     # -- negotiation -----------------------------------------------------------------------
 
@@ -136,24 +154,50 @@ class SipLeg:
         """Our answer to the INVITE's offer (or our offer when it had none). Raises
         NoCommonCodec (the caller answers 488). Returns the media change to apply."""
         if offer is not None:
-            answer = answer_offer(offer, local_ip=self.local_ip, local_port=self.local_port)
+            answer = self._answer(offer)
             self.params = negotiated_media(offer, answer, local_is_offerer=False)
         else:
-            answer = make_offer(local_ip=self.local_ip, local_port=self.local_port)
+            answer = self._offer("sendrecv")
         self.answer_sdp = self.sdp.stamp(answer)
         return media_update(self.params) if self.params else None
 
     def local_offer(self, direction: str = "sendrecv") -> SessionDescription:
-        return self.sdp.stamp(
-            make_offer(local_ip=self.local_ip, local_port=self.local_port, direction=direction)
+        return self.sdp.stamp(self._offer(direction))
+
+    def _offer(self, direction: str) -> SessionDescription:
+        """Our offer: RTP/SAVP with our keys when SRTP is required or already in use."""
+        secure = self.srtp == "required" or (
+            self.srtp != "off" and self.params is not None and self.params.srtp is not None
         )
+        return make_offer(
+            local_ip=self.local_ip,
+            local_port=self.local_port,
+            direction=direction,
+            crypto=offer_crypto(self._keys()) if secure else (),
+        )
+
+    def _answer(self, offer: SessionDescription) -> SessionDescription:
+        return answer_offer(
+            offer,
+            local_ip=self.local_ip,
+            local_port=self.local_port,
+            srtp=self.srtp,
+            srtp_keys=self._keys() if self.srtp != "off" else None,
+        )
+
+    def _keys(self) -> dict[str, bytes]:
+        """Our SRTP master key and salt per suite, drawn once per call (kept across
+        re-INVITEs, so a hold does not re-key)."""
+        if self._srtp_keys is None:
+            self._srtp_keys = {suite: secrets.token_bytes(n) for suite, n in SUITES.items()}
+        return self._srtp_keys
 
     def answer_reinvite(self, body: bytes) -> tuple[SessionDescription, MediaUpdate | None]:
         """Answer a re-INVITE's offer with our same port (RFC 3264 §8); raises SdpError or
         NoCommonCodec (the caller answers 488)."""
         if body:
             offer = SessionDescription.parse(body)
-            answer = answer_offer(offer, local_ip=self.local_ip, local_port=self.local_port)
+            answer = self._answer(offer)
             self.params = negotiated_media(offer, answer, local_is_offerer=False)
             return self.sdp.stamp(answer), media_update(self.params)
         return self.local_offer(self.direction), None

@@ -20,13 +20,16 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 import structlog
 
 from media_gateway.sip.errors import SipParseError
-from media_gateway.sip.parser import StreamFramer
+from media_gateway.sip.limits import LimitChange, SourceLimits
+from media_gateway.sip.parser import MAX_HEADER_BYTES, StreamFramer
+from media_gateway.streams import ConnectionGate, StreamLimits
 
 log = structlog.get_logger("hotline.sip.transport")
 
@@ -41,6 +44,7 @@ class _Outgoing(Protocol):
 class SansIoEndpoint(Protocol):
     overloaded: bool
     stats: dict[str, int]
+    limits: SourceLimits
 
     def receive(
         self,
@@ -102,23 +106,88 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class _TcpConnection(asyncio.Protocol):
-    """One SIP-over-TCP connection; the framer splits the stream by Content-Length."""
+    """One SIP-over-TCP (or TLS) connection; the framer splits the stream by Content-Length.
 
-    def __init__(self, shell: SipTransport) -> None:
+    Limits (``StreamLimits``): the connection is closed when no complete message (nor a
+    keep-alive) arrived for ``idle_timeout`` seconds (unless a REGISTER over it holds it open,
+    ``hold_open``), when a started message is not complete within ``message_timeout``, or when
+    a message exceeds ``max_message_bytes``; accepted connections over the per-source or global
+    cap are closed at once. One timer per connection, re-armed only when it fires.
+    """
+
+    def __init__(self, shell: SipTransport, *, tls: bool = False, outbound: bool = False) -> None:
         self.shell = shell
-        self.framer = StreamFramer()
+        limits = shell.limits
+        self.framer = StreamFramer(
+            max_header_bytes=min(MAX_HEADER_BYTES, limits.max_message_bytes),
+            max_body_bytes=limits.max_message_bytes,
+        )
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] = ("", 0)
+        self.transport_name = "tls" if tls else "tcp"
+        """``tcp`` or ``tls``: what the endpoint is told the message came over."""
+        self.outbound = outbound
+        self.admitted = False
+        self.last_activity = 0.0
+        self.partial_since: float | None = None
+        self.hold_until = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1]) if peer else ("", 0)
+        if not self.outbound and not self.shell.gate.admit(self.peer[0]):
+            self.transport.abort()  # the newest over the cap goes at once, nothing read
+            return
+        self.admitted = not self.outbound
         self.shell.connections.add(self)
+        self.last_activity = self.shell.loop.time()
+        self._arm(self.last_activity + self.shell.limits.idle_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.shell.connections.discard(self)
+        if self.admitted:
+            self.admitted = False
+            self.shell.gate.release(self.peer[0])
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.transport = None
+
+    def hold_open(self, seconds: float) -> None:
+        """Keep the connection despite the idle timeout for ``seconds`` (a registration's life:
+        calls to the phone come over this connection)."""
+        self.hold_until = max(self.hold_until, self.shell.loop.time() + seconds)
+
+    def _arm(self, at: float) -> None:
+        if self._timer is not None:
+            if self._timer_at <= at:
+                return
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self.shell.loop.call_at(at, self._check)
+
+    def _check(self) -> None:
+        self._timer = None
+        if self.transport is None:
+            return
+        limits = self.shell.limits
+        now = self.shell.loop.time()
+        if self.partial_since is not None and now >= self.partial_since + limits.message_timeout:
+            self.shell.gate.limited(self.peer[0], "message_timeout", buffered=self.framer.buffered)
+            self.close()
+            return
+        idle_at = max(self.last_activity + limits.idle_timeout, self.hold_until)
+        if now >= idle_at:
+            self.shell.gate.limited(self.peer[0], "idle_timeout")
+            self.close()
+            return
+        at = idle_at
+        if self.partial_since is not None:
+            at = min(at, self.partial_since + limits.message_timeout)
+        self._arm(at)
 
     def data_received(self, data: bytes) -> None:
         pings_before = self.framer.keepalive_pings
@@ -128,13 +197,33 @@ class _TcpConnection(asyncio.Protocol):
             log.warning("tcp_framing_error", peer=self.peer, error=str(exc))
             self.close()
             return
-        if self.framer.keepalive_pings > pings_before and self.transport:
-            self.transport.write(b"\r\n")  # RFC 5626 §4.4.1 pong
+        now = self.shell.loop.time()
+        if self.framer.keepalive_pings > pings_before:
+            self.last_activity = now
+            if self.transport:
+                self.transport.write(b"\r\n")  # RFC 5626 §4.4.1 pong
+        if items:
+            self.last_activity = now
+            self.partial_since = None
+        if self.framer.buffered:
+            if self.partial_since is None:
+                self.partial_since = now
+                self._arm(now + self.shell.limits.message_timeout)
+        else:
+            self.partial_since = None
         for item in items:
             if isinstance(item, SipParseError):
-                log.info("sip_parse_error", peer=self.peer, transport="tcp", error=str(item))
+                if item.status_hint == 513:
+                    self.shell.gate.limited(self.peer[0], "too_large", error=str(item))
+                else:
+                    log.info(
+                        "sip_parse_error",
+                        peer=self.peer,
+                        transport=self.transport_name,
+                        error=str(item),
+                    )
                 continue
-            self.shell.on_message(item, self.peer, "tcp", self)
+            self.shell.on_message(item, self.peer, self.transport_name, self)
         if self.framer.broken:
             # Framing is lost (negative, conflicting or oversized Content-Length): RFC 4475
             # §3.1.2.3 and §3.3.9 say close the connection.
@@ -149,6 +238,10 @@ class _TcpConnection(asyncio.Protocol):
             self.transport.close()
 
 
+StreamConnection = _TcpConnection
+"""A SIP-over-TCP or TLS connection (``hold_open`` keeps a registered phone's open)."""
+
+
 class SipTransport:
     """Binds UDP and TCP sockets for one endpoint and pumps bytes, events and timers."""
 
@@ -161,6 +254,10 @@ class SipTransport:
         udp_receive_buffer: int = 4 * 1024 * 1024,
         overload_hold: float = 1.0,
         max_retransmissions: float = 50.0,
+        limits: StreamLimits | None = None,
+        on_limit: Callable[[str, str], None] | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        tls_port: int = 5061,
     ) -> None:
         self.endpoint = endpoint
         self.on_event = on_event
@@ -170,6 +267,18 @@ class SipTransport:
         self.udp: asyncio.DatagramTransport | None = None
         self.tcp_server: asyncio.Server | None = None
         self.connections: set[_TcpConnection] = set()
+        self.limits = limits or StreamLimits()
+        self.gate = ConnectionGate(
+            "sip",
+            max_connections=self.limits.max_connections,
+            max_connections_per_source=self.limits.max_connections_per_source,
+            on_limit=on_limit,
+        )
+        """Open TCP and TLS connections per source and in total (media_gateway/streams.py)."""
+        self.tls_context = tls_context
+        self.tls_port = tls_port
+        self.tls_server: asyncio.Server | None = None
+        self.local_tls: tuple[str, int] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._lag_task: asyncio.Task[None] | None = None
@@ -206,6 +315,17 @@ class SipTransport:
             )
             name = self.tcp_server.sockets[0].getsockname()
             self.local_tcp = (name[0], name[1])
+        if self.tls_context is not None:
+            self.tls_server = await self.loop.create_server(
+                lambda: _TcpConnection(self, tls=True),
+                host,
+                self.tls_port,
+                ssl=self.tls_context,
+                reuse_address=True,
+                ssl_handshake_timeout=self.limits.message_timeout,
+            )
+            name = self.tls_server.sockets[0].getsockname()
+            self.local_tls = (name[0], name[1])
         self._lag_task = self.loop.create_task(self._watch_lag())
 
     async def close(self) -> None:
@@ -219,9 +339,10 @@ class SipTransport:
             self.udp.close()
         for conn in list(self.connections):
             conn.close()
-        if self.tcp_server is not None:
-            self.tcp_server.close()
-            await self.tcp_server.wait_closed()
+        for server in (self.tcp_server, self.tls_server):
+            if server is not None:
+                server.close()
+                await server.wait_closed()
 
     # -- input -------------------------------------------------------------------------------
 
@@ -282,19 +403,31 @@ class SipTransport:
         if not _is_ip(host):
             log.warning("refused_send_to_name", dest=host)
             return
-        if item.transport.lower() == "tcp":
+        kind = item.transport.lower()
+        if kind == "tcp":
             self.loop.create_task(self._send_tcp_new(item.data, (host, port)))
+            return
+        if kind == "tls":
+            # Only over a connection the peer opened (a phone registered over TLS): a new
+            # outbound TLS connection would need a verified peer certificate.
+            for conn in self.connections:
+                if conn.peer == (host, port) and conn.transport_name == "tls":
+                    conn.write(item.data)
+                    return
+            log.info("tls_no_connection", dest=(host, port))
             return
         if self.udp is not None:
             self.udp.sendto(item.data, (host, port))
 
     async def _send_tcp_new(self, data: bytes, dest: tuple[str, int]) -> None:
         for conn in self.connections:
-            if conn.peer == dest:
+            if conn.peer == dest and conn.transport_name == "tcp":
                 conn.write(data)
                 return
         try:
-            _, protocol = await self.loop.create_connection(lambda: _TcpConnection(self), *dest)
+            _, protocol = await self.loop.create_connection(
+                lambda: _TcpConnection(self, outbound=True), *dest
+            )
         except OSError as exc:
             log.info("tcp_connect_failed", dest=dest, error=str(exc))
             return
@@ -315,28 +448,33 @@ class SipTransport:
         """Raise the endpoint's overload flag, checked every 50 ms, on either signal:
 
         * event-loop lag past ``max_loop_lag`` (something blocks the loop);
-        * peers retransmitting faster than ``max_retransmissions`` per second. A saturated
-          process does not always lag: its backlog waits in the (large) kernel receive buffer
-          until the peers' timers fire and the load multiplies. Retransmissions that the
-          endpoint absorbs are that symptom; clean traffic has none, and 5 % packet loss at
-          100 calls/s gives a few per second.
+        * peers retransmitting faster than ``max_retransmissions`` per second over the last
+          second. A saturated process does not always lag: its backlog waits in the (large)
+          kernel receive buffer until the peers' timers fire and the load multiplies.
+          Retransmissions that the endpoint absorbs are that symptom; clean traffic has none,
+          and 5 % packet loss at 100 calls/s gives a few per second. Each source counts only
+          within its own allowance (``SourceLimits.retransmission``, 10/s and 20 at once by
+          default), so one source resending a request 60 times a second cannot raise the flag
+          for everybody: that source alone is limited.
         The flag stays raised ``overload_hold`` seconds after the last such reading, so new
         INVITEs get a cheap stateless 503 + Retry-After while admitted calls finish.
+
+        The same loop polls the per-source limits and writes one log line for each source
+        that became limited or recovered (``sip_source_limited`` / ``sip_source_recovered``).
         """
         interval = 0.05
         raised_until = 0.0
-        retrans_rate = 0.0
-        last_retrans = self.endpoint.stats.get("retransmissions_absorbed", 0)
+        limits = self.endpoint.limits
         while True:
             start = self.loop.time()
             await asyncio.sleep(interval)
             now = self.loop.time()
             elapsed = now - start
             self.loop_lag = max(elapsed - interval, 0.0)
-            retrans = self.endpoint.stats.get("retransmissions_absorbed", 0)
-            rate = (retrans - last_retrans) / elapsed if elapsed > 0 else 0.0
-            last_retrans = retrans
-            retrans_rate = 0.7 * retrans_rate + 0.3 * rate
+            limits.poll(now)
+            for change in limits.take_changes():
+                self._log_limit(change, now)
+            retrans_rate = limits.retransmission_rate(now)
             self.retransmission_rate = retrans_rate
             if self.loop_lag > self.max_loop_lag or retrans_rate > self.max_retransmissions:
                 raised_until = now + self.overload_hold
@@ -349,3 +487,23 @@ class SipTransport:
                     overloaded=overloaded,
                 )
                 self.endpoint.overloaded = overloaded
+
+    def _log_limit(self, change: LimitChange, now: float) -> None:
+        """One line per source when it becomes limited and one when it recovers."""
+        limits = self.endpoint.limits
+        if change.source == "*":  # the global set-up bound
+            log.warning(
+                "sip_setup_bound" if change.limited else "sip_setup_bound_cleared",
+                reason=change.reason,
+                calls_in_setup=limits.calls_in_setup,
+                setup_age_ms=round(limits.setup_age(now) * 1000),
+            )
+        elif change.limited:
+            log.warning("sip_source_limited", source=change.source, reason=change.reason)
+        else:
+            log.info(
+                "sip_source_recovered",
+                source=change.source,
+                reason=change.reason,
+                refused=change.refused,
+            )

@@ -21,6 +21,8 @@ import asyncio
 import contextlib
 import ipaddress
 import random
+import re
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -44,7 +46,13 @@ from media_gateway.media.client import MediaClient
 from media_gateway.media.engine import MediaError
 from media_gateway.registrations import Registrations
 from media_gateway.rtp.dtmf import parse_info_body
-from media_gateway.sdp.offer_answer import NoCommonCodec, negotiated_media
+from media_gateway.sdp.offer_answer import (
+    SRTP_POLICIES,
+    NoCommonCodec,
+    SrtpPolicy,
+    SrtpRefused,
+    negotiated_media,
+)
 from media_gateway.sdp.session import SdpError, SessionDescription
 from media_gateway.session import CallSession, SessionEnded
 from media_gateway.sessions import SessionFactory
@@ -57,12 +65,17 @@ from media_gateway.sip.message import SipRequest
 from media_gateway.sip.trunk import match_did
 from media_gateway.sip.uri import parse_uri
 from media_gateway.sip_leg import SipLeg, media_update
-from media_gateway.transport import SipTransport
+from media_gateway.streams import StreamLimits
+from media_gateway.tls import SipTlsSettings, server_context
+from media_gateway.transport import SipTransport, StreamConnection
 from media_gateway.trunk_registrations import Trunk, TrunkRegistrations
 
 log = structlog.get_logger("hotline.ua")
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REGISTER, REFER, NOTIFY"
+
+_EXPIRES = re.compile(r"expires=(\d+)", re.IGNORECASE)
+"""A binding's lifetime in a 200-to-REGISTER's Contact."""
 
 
 class SipUserAgent:
@@ -82,8 +95,16 @@ class SipUserAgent:
         language: str = "en",
         observer: UaObserver | None = None,
         rng: random.Random | None = None,
+        stream_limits: StreamLimits | None = None,
+        tls: SipTlsSettings | None = None,
+        on_limit: Callable[[str, str], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.stream_limits = stream_limits or StreamLimits()
+        """Limits of SIP over TCP and TLS connections (``[sip.tcp]``)."""
+        self.tls = tls or SipTlsSettings()
+        """SIP over TLS (``[sip.tls]``); off without a certificate."""
+        self.on_limit = on_limit
         self.loop = asyncio.get_running_loop()
         self.rng = rng or random.SystemRandom()
         self.endpoint = SipEndpoint(
@@ -95,6 +116,8 @@ class SipUserAgent:
                 max_server_transactions=settings.max_server_transactions,
                 retry_after=settings.retry_after,
                 allow=ALLOW,
+                limits=settings.limits,
+                tls_port=(tls or SipTlsSettings()).port,
             ),
             rng=self.rng,
         )
@@ -122,6 +145,11 @@ class SipUserAgent:
             clock=self.loop.time,
         )
         self.calls: dict[CallHandle, CallRecord] = {}
+        self._by_source: Counter[str] = Counter()
+        """Inbound calls in progress per source IP (``max_calls_per_source``)."""
+        self._counted: dict[CallHandle, str] = {}
+        self._limited: set[str] = set()
+        """Sources at their limit (logged once each time they reach it)."""
         """SIP calls in progress by their endpoint handle (handles hash by identity)."""
         self.web_sessions: set[CallSession] = set()
         """Sessions that did not come through SIP (WebRTC), for the debug counts."""
@@ -152,6 +180,10 @@ class SipUserAgent:
             self.on_event,
             max_loop_lag=s.max_loop_lag,
             udp_receive_buffer=s.udp_receive_buffer,
+            limits=self.stream_limits,
+            on_limit=self.on_limit,
+            tls_context=server_context(self.tls.cert, self.tls.key) if self.tls.enabled else None,
+            tls_port=self.tls.port,
         )
         await transport.start(s.sip_host, s.sip_port, s.transports)
         self.transport = transport
@@ -357,6 +389,13 @@ class SipUserAgent:
         )
         self.observer.registration(reply.outcome)
         self._respond(event.transaction, reply.status, headers=reply.headers, reason=reply.reason)
+        conn = getattr(event.transaction, "connection", None)
+        if reply.status == 200 and isinstance(conn, StreamConnection):
+            # The phone's calls come over this connection: keep it past the idle timeout for
+            # as long as its longest binding lives.
+            expires = [int(v) for _, h in reply.headers for v in _EXPIRES.findall(h)]
+            if expires and max(expires) > 0:
+                conn.hold_open(max(expires) + 32.0)
 
     # -- INVITE --------------------------------------------------------------------------------
 
@@ -417,7 +456,18 @@ class SipUserAgent:
             if user is None:
                 self._respond(handle, 407, headers=challenge)
                 return
+        if self._source_full(event.source[0]):
+            self._respond(handle, 503, headers=[("Retry-After", str(self.settings.retry_after))])
+            self.observer.call_ended("inbound", "source_limit")
+            return
+        srtp = self._srtp_policy(event.source[0], event.transport)
+        if srtp is None:  # SDES keys would cross the network in the clear
+            self._respond(
+                handle, 488, headers=[("Warning", '399 hotline "SRTP needs SIP over TLS"')]
+            )
+            return
         record = CallRecord(
+            srtp=srtp,
             call_id=call.call_id,
             direction="inbound",
             entry=decision.kind,
@@ -429,7 +479,38 @@ class SipUserAgent:
             source=event.source,
         )
         self.calls[handle] = record
+        self._by_source[event.source[0]] += 1
+        self._counted[handle] = event.source[0]
         self._spawn(self._start_session(record, offer, decision.service))
+
+    def _srtp_policy(self, peer_ip: str, transport: str, trunk: str = "") -> str | None:
+        """The SRTP policy of a call with this peer: its trunk's (by name, else by address),
+        else the phones' (``[sip] srtp``). SDES keys travel in the SDP, so unless the
+        signalling is TLS (or ``srtp_over_plain_sip``) ``optional`` becomes ``off`` and
+        ``required`` None: the call cannot be made."""
+        policy = self.settings.srtp
+        for t in self.trunks:
+            if (t.name == trunk) if trunk else (t.address[0] == peer_ip):
+                policy = str(getattr(t, "srtp", "off"))
+                break
+        if policy == "off" or self.settings.srtp_over_plain_sip:
+            return policy
+        if transport.lower() in ("tls", "wss"):
+            return policy
+        return None if policy == "required" else "off"
+
+    def _source_full(self, ip: str) -> bool:
+        """Whether ``ip`` already holds ``max_calls_per_source`` calls (one log line when it
+        reaches it, not one per refused call)."""
+        limit = self.settings.max_calls_per_source
+        if not limit or self._by_source[ip] < limit:
+            return False
+        if any(trunk.address[0] == ip for trunk in self.trunks):
+            return False
+        if ip not in self._limited:
+            self._limited.add(ip)
+            log.warning("calls_per_source_limited", source=ip, limit=limit)
+        return True
 
     async def _start_session(
         self, record: CallRecord, offer: SessionDescription | None, service: Service
@@ -455,15 +536,18 @@ class SipUserAgent:
                 channel="trunk" if from_trunk else "sip",
                 session_id=str(self.rng.getrandbits(40)),
                 sip_port=self.settings.sip_port,
+                srtp=_policy(record.srtp),
             )
             record.leg = leg
             try:
                 update = leg.prepare_answer(offer)
-            except NoCommonCodec:
-                self._respond(
-                    record.handle, 488, headers=[("Warning", '305 hotline "no common codec"')]
-                )
-                self._finish(record, "no_common_codec")
+            except NoCommonCodec as exc:
+                srtp_refused = isinstance(exc, SrtpRefused)
+                text = _warning_text(str(exc)) if srtp_refused else "no common codec"
+                self._respond(record.handle, 488, headers=[("Warning", f'305 hotline "{text}"')])
+                if srtp_refused:
+                    log.info("srtp_refused", reason=str(exc), policy=record.srtp)
+                self._finish(record, "srtp_refused" if srtp_refused else "no_common_codec")
                 return
             session = self._sessions.build(
                 session_id=record.call_id,
@@ -686,6 +770,13 @@ class SipUserAgent:
     def _finish(self, record: CallRecord, outcome: str, *, by: str = "") -> None:
         if record.handle is None or self.calls.pop(record.handle, None) is None:
             return
+        ip = self._counted.pop(record.handle, None)
+        if ip is not None:
+            left = self._by_source[ip] = self._by_source[ip] - 1
+            if left < self.settings.max_calls_per_source:
+                self._limited.discard(ip)  # below its limit again: the next bite is logged
+            if left <= 0:
+                del self._by_source[ip]
         record.outcome = outcome
         if record.session is not None:
             self._spawn(self._end_session(record, record.session, by or "local"))
@@ -721,18 +812,25 @@ class SipUserAgent:
     # -- outbound calls (UAC) ----------------------------------------------------------------
 
     async def originate(
-        self, target: str, *, ring_timeout: float = 30.0, caller: str = "hotline"
+        self,
+        target: str,
+        *,
+        ring_timeout: float = 30.0,
+        caller: str = "hotline",
+        display: str | None = None,
     ) -> CallSession | None:
         """Call a user (an agent's id or extension: their browser phone, else their registered
         phone), a number (through the first trunk) or ``sip:user@IP[:port]``; the answered
-        session, or None when nobody answered. LookupError: the user has no phone; ValueError:
-        the target cannot be called."""
+        session, or None when nobody answered. ``display``: the From display name a user's
+        registered phone shows (``sales: +33612345678``). LookupError: the user has no phone;
+        ValueError: the target cannot be called."""
         user = self.directory(target)
         if user is not None:
             phone = self._registrations.browser_phones.get(user)
             if phone is not None:
                 return await phone.ring(caller, ring_timeout)
-            _, session = await self._invite(self.destinations.user(user, caller), ring_timeout)
+            dest = self.destinations.user(user, caller, display)
+            _, session = await self._invite(dest, ring_timeout)
             return session
         digits = target.lstrip("+")
         if digits.isdigit() and len(digits) >= 5 and self.trunks:
@@ -787,7 +885,11 @@ class SipUserAgent:
     async def _invite(
         self, d: Destination, ring_timeout: float
     ) -> tuple[CallRecord, CallSession | None]:
+        srtp = self._srtp_policy(d.dest[0], d.transport, d.trunk)
+        if srtp is None:
+            raise ValueError(f"cannot call {d.uri}: SRTP is required and SIP to it is not TLS")
         record = CallRecord(
+            srtp=srtp,
             call_id="",
             direction="outbound",
             entry="dial",
@@ -808,6 +910,7 @@ class SipUserAgent:
             channel="trunk" if d.trunk else "sip",
             session_id=str(self.rng.getrandbits(40)),
             sip_port=self.settings.sip_port,
+            srtp=_policy(srtp),
         )
         leg.answered = True
         offer = leg.local_offer()
@@ -889,6 +992,18 @@ class SipUserAgent:
             self.trunk_registrations.poll()
             self._flush()
             await asyncio.sleep(1.0)
+
+
+def _policy(value: str) -> SrtpPolicy:
+    for policy in SRTP_POLICIES:
+        if value == policy:
+            return policy
+    raise ValueError(f"unknown SRTP policy {value!r}")
+
+
+def _warning_text(reason: str) -> str:
+    """A reason as a Warning header's quoted text (no quotes, backslashes or controls)."""
+    return "".join(c if c.isprintable() and c not in '"\\' else "'" for c in reason)[:120]
 
 
 def _caller(request: SipRequest) -> str:

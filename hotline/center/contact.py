@@ -51,7 +51,7 @@ from hotline.config import Config, load_ivr
 from ivr.flow import IvrConfig
 from ivr.runner import Outcome, run_flow
 from media_gateway.media.engine import MediaError
-from media_gateway.session import CallSession, SessionEnded
+from media_gateway.session import MEDIA_CAUSES, CallSession, SessionEnded
 from voicemail import box as voicemail
 
 log = structlog.get_logger("hotline.center")
@@ -383,7 +383,7 @@ class ContactCenter:
             await session.answer()
             outcome = await self._choose(session, kind, target, case_id)
         except SessionEnded as ended:
-            who = "system" if ended.cause == "media_lost" else "caller"  # not the caller's doing
+            who = "system" if ended.cause in MEDIA_CAUSES else "caller"  # not the caller's doing
             self.cases.hung_up(case_id, who, by=ended.by, cause=ended.cause, stage="ivr")
             record.outcome = "ivr_hangup"
             return

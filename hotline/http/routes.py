@@ -117,7 +117,8 @@ def build_api(hotline: Hotline) -> Api:
 
 def build_http_app(hotline: Hotline) -> web.Application:
     app = web.Application(
-        middlewares=[session_middleware(hotline.config), access_log_middleware, error_middleware]
+        middlewares=[session_middleware(hotline.config), access_log_middleware, error_middleware],
+        client_max_size=hotline.config.http.connections.max_message_bytes,
     )
     app[API_KEY] = api = build_api(hotline)
     api.mount(app)

@@ -105,6 +105,7 @@ class MediaProcess(MediaClient):
         port_max: int = 30000,
         prompt_dirs: list[str] | None = None,
         rtp_timeout: float = 0.0,
+        rtp_start_timeout: float = 0.0,
         python: str = sys.executable,
     ) -> None:
         super().__init__()
@@ -118,6 +119,8 @@ class MediaProcess(MediaClient):
             f"{port_min}-{port_max}",
             "--rtp-timeout",
             str(rtp_timeout),
+            "--rtp-start-timeout",
+            str(rtp_start_timeout),
         ]
         for d in prompt_dirs or []:
             self.argv += ["--prompts", d]

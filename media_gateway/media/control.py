@@ -101,6 +101,8 @@ class ChannelStats:
     bad_packets: Int = 0
     concealed: Int = 0
     """Frames the playout buffer made up for lost packets."""
+    srtp_failed: Int = 0
+    """SRTP/SRTCP packets dropped: failed authentication or replayed."""
     remote: Str | None = None
     """``ip:port`` the channel sends to, None before it knows."""
 
@@ -182,6 +184,20 @@ class Open(MediaOp[Opened]):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SrtpKeys:
+    """A leg's SRTP keys as negotiated in SDP: base64 master key and salt per direction."""
+
+    __pydantic_config__ = _CONFIG
+
+    suite: Str
+    """``AES_CM_128_HMAC_SHA1_80`` or ``AES_CM_128_HMAC_SHA1_32``."""
+    tx_key: Str
+    """Ours: what the channel sends is protected with it."""
+    rx_key: Str
+    """The peer's: what the channel receives is checked with it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Update(MediaOp[Ack]):
     """What an offer/answer exchange negotiated (``sip_leg.MediaUpdate.op`` builds it)."""
 
@@ -196,6 +212,8 @@ class Update(MediaOp[Ack]):
     """In-band DTMF detection; None: on exactly when there is no ``te_pt``."""
     remote: Remote | None = None
     """Where to send RTP; None keeps the current address (symmetric RTP finds the peer)."""
+    srtp: SrtpKeys | None = None
+    """SRTP keys (RFC 4568 SDES) when the stream is protected; None: plain RTP."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -340,6 +358,17 @@ class Digit(MediaOp[Ack]):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WatchRtp(MediaOp[Ack]):
+    """The call is answered: from now on, no RTP at all within the server's
+    ``rtp_start_timeout`` ends it (an ``RtpTimeout`` with ``no_media``), so a caller that
+    never sends media does not hold its ports for the whole ``rtp_timeout``. Only ``rtp``
+    channels are watched; a ``samples`` channel ignores it."""
+
+    TAG: ClassVar[str] = "watch_rtp"
+    chan: Str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class GetStats(MediaOp[Stats]):
     TAG: ClassVar[str] = "stats"
     chan: Str
@@ -439,6 +468,9 @@ class RtpTimeout(MediaEvent):
     TAG: ClassVar[str] = "rtp_timeout"
     chan: Str
     silent_seconds: Float
+    no_media: Bool = False
+    """No RTP at all arrived since the call was answered (``WatchRtp``): the start timeout,
+    not the silence of a peer that used to send."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -479,6 +511,7 @@ OPERATIONS: tuple[type[MediaOp[Any]], ...] = (
     Echo,
     SendDtmf,
     Digit,
+    WatchRtp,
     GetStats,
     ServerStats,
     Ping,

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from media_gateway.media.srtp import SrtpStreams, streams_for
 from media_gateway.rtp import g711
 from media_gateway.rtp.dtmf import DtmfDigit, DtmfReceiver, DtmfSender, DtmfStarted
 from media_gateway.rtp.inband import BlockDetector, InbandDtmfDetector, feed_blocks
@@ -190,6 +191,8 @@ class Channel:
     samples_in: list[Samples] = field(default_factory=list)
     last_in_at: float = 0.0
     opened_at: float = 0.0
+    srtp: SrtpStreams | None = None
+    """SRTP (RFC 3711) both ways when the SDP negotiated keys; None: plain RTP."""
 
     @property
     def listens(self) -> bool:
@@ -229,6 +232,8 @@ class MediaEngine:
         """This tick's decoded audio of channels heard by a mix."""
         self.ticks = 0
         self.late_ticks = 0
+        self._protecting = False
+        """Some channel has had SRTP keys: ``drain`` protects what SRTP channels send."""
 
     # -- control -------------------------------------------------------------------------
 
@@ -290,6 +295,12 @@ class MediaEngine:
             ch.direction = str(changes["direction"])
         if changes.get("inband") is not None:
             self._set_inband(ch, bool(changes["inband"]))
+        if "srtp" in changes:
+            try:
+                ch.srtp = streams_for(changes["srtp"], ch.srtp)
+            except ValueError as exc:
+                raise MediaError(str(exc)) from None
+            self._protecting = self._protecting or ch.srtp is not None
         return ch
 
     def close(self, chan_id: str, now: float) -> dict[str, Any] | None:
@@ -546,6 +557,11 @@ class MediaEngine:
         if 200 <= b1 <= 204:  # RTCP arriving on the RTP port (rtcp-mux)
             self.receive_rtcp(chan_id, data, addr, now, mux=True)
             return
+        if ch.srtp is not None:  # nothing unauthenticated is used, not even its address
+            plain = ch.srtp.unprotect(data, False)
+            if plain is None:
+                return
+            data = plain
         if not ch.latched or ch.remote != addr:
             ch.remote = addr  # symmetric RTP: answer where the packets come from
             ch.latched = True
@@ -586,6 +602,11 @@ class MediaEngine:
         ch = self.channels.get(chan_id)
         if ch is None:
             return
+        if ch.srtp is not None:
+            plain = ch.srtp.unprotect(data, True)
+            if plain is None:
+                return
+            data = plain
         if not mux:
             ch.rtcp_remote = addr  # symmetric RTCP too
         try:
@@ -652,6 +673,8 @@ class MediaEngine:
     ]:
         """Datagrams to send (channel, bytes, is_rtcp), events, and frames for sample legs."""
         out, self._out = self._out, []
+        if self._protecting:
+            out = _protect(out)
         events, self._events = self._events, []
         samples, self._sample_out = self._sample_out, []
         return out, events, samples
@@ -669,6 +692,7 @@ class MediaEngine:
             "peer_jitter_ms": round(ch.rtcp.peer_jitter_ms, 3),
             "bad_packets": ch.bad_packets,
             "concealed": jit.lost if jit is not None else 0,
+            "srtp_failed": ch.srtp.failed if ch.srtp is not None else 0,
             "remote": f"{ch.remote[0]}:{ch.remote[1]}" if ch.remote else None,
         }
 
@@ -1062,6 +1086,20 @@ class MediaEngine:
 
 
 _SILENT_FRAME: Samples = np.zeros(FRAME, dtype=np.int16)
+
+
+def _protect(out: list[tuple[Channel, bytes, bool]]) -> list[tuple[Channel, bytes, bool]]:
+    """SRTP/SRTCP for the datagrams of channels with keys (in sending order)."""
+    kept: list[tuple[Channel, bytes, bool]] = []
+    for ch, data, is_rtcp in out:
+        srtp = ch.srtp
+        if srtp is not None:
+            protected = srtp.protect(data, is_rtcp)
+            if protected is None:
+                continue
+            data = protected
+        kept.append((ch, data, is_rtcp))
+    return kept
 
 
 def _stereo_chunk() -> Samples:

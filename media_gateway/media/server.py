@@ -100,6 +100,18 @@ class _RtpProtocol(asyncio.DatagramProtocol):
         pass  # ICMP port unreachable from a peer that went away: RTP carries on
 
 
+_FRAMES_PER_SECOND = round(1 / PTIME)
+
+
+class _Part:
+    __slots__ = ("writer", "written")
+
+    def __init__(self, writer: CallWav) -> None:
+        self.writer = writer
+        self.written = 0
+        """How many of the recording's chunks are in the file."""
+
+
 class _Ports:
     __slots__ = ("port", "rtcp", "rtp")
 
@@ -123,6 +135,7 @@ class MediaServer:
         prompt_dirs: list[str] | None = None,
         on_event: EventSink | None = None,
         rtp_timeout: float = 0.0,
+        rtp_start_timeout: float = 0.0,
         rng: random.Random | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
@@ -132,6 +145,12 @@ class MediaServer:
         self.prompt_dirs = [Path(d) for d in (prompt_dirs or [])]
         self.on_event: EventSink = on_event or (lambda _e: None)
         self.rtp_timeout = rtp_timeout
+        self.rtp_start_timeout = rtp_start_timeout
+        """Seconds an answered call (``WatchRtp``) may go without any RTP; 0 = not watched."""
+        self.watched: dict[str, float] = {}
+        """Answered channels that have not sent RTP yet, with when they were answered."""
+        self.record_parts: dict[str, _Part] = {}
+        """Messages being recorded, streamed to their ``.part`` file each second, by op id."""
         self.sockets: dict[str, _Ports] = {}
         self.sample_sinks: dict[str, SampleSink] = {}
         self._flush_pending = False
@@ -160,6 +179,7 @@ class MediaServer:
             mc.Echo: self.op_echo,
             mc.SendDtmf: self.op_send_dtmf,
             mc.Digit: self.op_digit,
+            mc.WatchRtp: self.op_watch_rtp,
             mc.GetStats: self.op_stats,
             mc.ServerStats: self.op_server_stats,
             mc.Ping: self.op_ping,
@@ -200,12 +220,26 @@ class MediaServer:
             self._k += behind
             due = self._t0 + self._k * PTIME
         self.engine.tick(due)
-        if self.rtp_timeout > 0 and self._k % 50 == 0:
-            self._check_timeouts(now)
+        if self._k % 50 == 0:
+            if self.rtp_timeout > 0 or self.watched:
+                self._check_timeouts(now)
+            self._stream_recordings()
         self.flush()
         self._schedule()
 
     def _check_timeouts(self, now: float) -> None:
+        for chan_id, since in list(self.watched.items()):
+            ch = self.engine.channels.get(chan_id)
+            if ch is None or ch.packets_in:
+                del self.watched[chan_id]  # it sends: the rtp_timeout watches it from now on
+            elif now - since > self.rtp_start_timeout:
+                del self.watched[chan_id]
+                ch.last_in_at = now  # (the rtp_timeout does not report it again)
+                self.on_event(
+                    mc.RtpTimeout(chan=chan_id, silent_seconds=now - since, no_media=True)
+                )
+        if self.rtp_timeout <= 0:
+            return
         for ch in self.engine.channels.values():
             if (
                 ch.kind == "rtp"
@@ -214,6 +248,23 @@ class MediaServer:
             ):
                 ch.last_in_at = now  # once per timeout period
                 self.on_event(mc.RtpTimeout(chan=ch.id, silent_seconds=self.rtp_timeout))
+
+    def _stream_recordings(self) -> None:
+        """Append each message's new second to its ``.part`` file (a valid WAV after every
+        append), so a message being left survives the media process dying (kill -9): the
+        signalling side keeps what reached the disk (``session.recover_part``)."""
+        for ch in self.engine.channels.values():
+            rec = ch.recording
+            if rec is None or not rec.path or len(rec.chunks) < _FRAMES_PER_SECOND:
+                continue  # (under a second: a crash loses less than the streaming delay)
+            part = self.record_parts.get(rec.op)
+            if part is None:
+                part = self.record_parts[rec.op] = _Part(CallWav(Path(rec.path), channels=1))
+                self._after(part.writer, asyncio.to_thread(part.writer.open_quietly))
+            if len(rec.chunks) > part.written:
+                chunk = np.concatenate(rec.chunks[part.written :])
+                part.written = len(rec.chunks)
+                self._after(part.writer, asyncio.to_thread(part.writer.append, chunk))
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -250,19 +301,25 @@ class MediaServer:
             return
         if tag == "record_done":
             samples = event.pop("samples")
-            task = self.loop.create_task(self._write_recording(event, samples))
-            self.write_tasks.add(task)
-            task.add_done_callback(self.write_tasks.discard)
+            part = self.record_parts.pop(str(event.get("op")), None)
+            if part is None:
+                self._track(self._write_recording(event, samples))
+            else:  # after its last append; then the complete file replaces the part
+                self._after(part.writer, self._write_recording(event, samples, part.writer))
             return
         self.on_event(mc.decode_event(event))
 
-    async def _write_recording(self, event: dict[str, Any], samples: Samples) -> None:
+    async def _write_recording(
+        self, event: dict[str, Any], samples: Samples, part: CallWav | None = None
+    ) -> None:
         path = event.get("path")
         if path:
             try:
                 await asyncio.to_thread(_write_atomically, Path(path), samples)
             except OSError as exc:
                 event["error"] = f"{path}: {exc.strerror or exc}"
+        if part is not None:
+            await asyncio.to_thread(part.discard)
         self.on_event(mc.decode_event(event))
 
     def _call_record_event(self, event: dict[str, Any]) -> None:
@@ -384,6 +441,7 @@ class MediaServer:
             direction=op.direction,
             inband=op.te_pt is None if op.inband is None else op.inband,
             remote=_remote(op.remote),
+            srtp=op.srtp,
         )
         return mc.Ack()
 
@@ -399,6 +457,7 @@ class MediaServer:
             ports.rtcp.close()
             self.ports.release(ports.port)
         self.sample_sinks.pop(chan_id, None)
+        self.watched.pop(chan_id, None)
         for hook in self.close_hooks:
             hook(chan_id)
         return None if raw is None else mc.ChannelStats(**raw)
@@ -526,6 +585,12 @@ class MediaServer:
         self.engine.receive_digit(op.chan, op.digit, op.method, self.loop.time())
         return mc.Ack()
 
+    async def op_watch_rtp(self, op: mc.WatchRtp) -> mc.Ack:
+        ch = self.engine.get(op.chan)
+        if ch.kind == "rtp" and self.rtp_start_timeout > 0 and not ch.packets_in:
+            self.watched[ch.id] = self.loop.time()
+        return mc.Ack()
+
     async def op_stats(self, op: mc.GetStats) -> mc.Stats:
         raw = self.engine.channel_stats(self.engine.get(op.chan))
         return mc.Stats(stats=mc.ChannelStats(**raw))
@@ -601,8 +666,10 @@ class CallWav:
     ``path`` when the conversation ends: the final name only ever holds a complete file.
     A write error is kept in ``error`` and ends the writing; what was written is kept."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, channels: int = 2) -> None:
         self.path = path
+        self.channels = channels
+        """2 for a conversation; 1 for a message streamed to its part file."""
         self.part = part_path(path)
         self.error: str | None = None
         self.tail: asyncio.Task[None] | None = None
@@ -615,7 +682,7 @@ class CallWav:
         f = self.part.open("wb")
         try:
             w = wave.open(f, "wb")  # noqa: SIM115 - open for the whole call; finish() closes it
-            w.setnchannels(2)
+            w.setnchannels(self.channels)
             w.setsampwidth(2)
             w.setframerate(RATE)
             w.writeframes(b"")  # the header: a valid (empty) WAV from the start
@@ -650,6 +717,28 @@ class CallWav:
             os.replace(self.part, self.path)
         except OSError as exc:
             self.error = self.error or f"{self.path}: {exc.strerror or exc}"
+
+    def open_quietly(self) -> None:
+        """``open``, a failure kept in ``error`` (the complete file is still written at the
+        end: the part file is only the insurance against a crash)."""
+        try:
+            self.open()
+        except OSError as exc:
+            self.error = f"{self.part}: {exc.strerror or exc}"
+
+    def discard(self) -> None:
+        """The complete file has been written elsewhere: close and delete the part file."""
+        f, w = self._file, self._wav
+        self._file = self._wav = None
+        with contextlib.suppress(OSError):
+            try:
+                if w is not None:
+                    w.close()
+            finally:
+                if f is not None:
+                    f.close()
+        with contextlib.suppress(OSError):
+            self.part.unlink()
 
     def abort(self) -> None:
         """The recording did not start: nothing is kept."""
@@ -700,6 +789,7 @@ async def _serve_stdio(args: argparse.Namespace) -> int:
         prompt_dirs=args.prompts or [],
         on_event=send_event,
         rtp_timeout=args.rtp_timeout,
+        rtp_start_timeout=args.rtp_start_timeout,
     )
     server.start()
     send_event(mc.Ready(pid=os.getpid(), loop=type(loop).__module__))
@@ -737,6 +827,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ports", default="20000-30000", help="RTP port range LOW-HIGH")
     parser.add_argument("--prompts", action="append", help="prompt directory (repeatable)")
     parser.add_argument("--rtp-timeout", type=float, default=0.0)
+    parser.add_argument("--rtp-start-timeout", type=float, default=0.0)
     args = parser.parse_args(argv)
     raise_fd_limit()
     # The signalling process owns our lifetime: we exit when it closes our stdin (also when it

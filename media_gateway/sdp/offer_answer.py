@@ -7,18 +7,38 @@
 * ``make_offer``: our offer for outbound calls and late-offer answers: PCMU, PCMA and
   telephone-event/8000 on payload type 101.
 * ``negotiated_media``: what the media layer needs from an offer/answer pair.
+
+SRTP (SDES, RFC 4568; ``crypto.py``) follows a policy per call: ``off`` (today's behaviour:
+RTP/SAVP is refused, ``a=crypto`` ignored), ``optional`` (an RTP/SAVP offer, or an RTP/AVP one
+carrying ``a=crypto`` as "best effort" phones send, is answered with our key; a plain offer is
+answered plain) or ``required`` (only an offer with a usable ``a=crypto`` is accepted:
+``NoCommonCodec`` names why, and the transaction user answers 488). Our offers carry
+``a=crypto`` (RTP/SAVP) when the caller passes the attributes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
+from media_gateway.sdp.crypto import (
+    SECURE_PROFILES,
+    CryptoAttribute,
+    SrtpParams,
+    choose_crypto,
+    crypto_lines,
+    is_secure_profile,
+)
 from media_gateway.sdp.session import DIRECTIONS, Connection, Media, Origin, SessionDescription
 
 # Static payload types of RFC 3551 that we can carry, by encoding name.
 STATIC_PT = {"PCMU": 0, "PCMA": 8}
 CODEC_NAMES = {0: "PCMU", 8: "PCMA"}
 TELEPHONE_EVENT_PT = 101
+
+SrtpPolicy = Literal["off", "optional", "required"]
+SRTP_POLICIES: tuple[SrtpPolicy, ...] = ("off", "optional", "required")
 
 _MIRROR = {
     "sendrecv": "sendrecv",
@@ -30,6 +50,11 @@ _MIRROR = {
 
 class NoCommonCodec(Exception):
     """The offer has no audio stream with a codec we support (answer 488, RFC 3261 §13.3.1.3)."""
+
+
+class SrtpRefused(NoCommonCodec):
+    """No stream meets the SRTP policy, or its ``a=crypto`` cannot be used (answer 488); the
+    message says why, for the Warning header."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +69,8 @@ class MediaParams:
     ptime: int
     direction: str
     """Direction of the *remote* side's description (``sendonly`` means we are put on hold)."""
+    srtp: SrtpParams | None = None
+    """The SRTP keys (RFC 4568) when the stream is protected; None: plain RTP."""
 
 
 def _codec_of(media: Media, fmt: str, rtpmap: dict[int, tuple[str, int, str]]) -> str | None:
@@ -102,15 +129,23 @@ def answer_offer(
     version: int = 0,
     direction: str | None = None,
     prefer: str = "offerer",
+    srtp: SrtpPolicy = "off",
+    srtp_keys: Mapping[str, bytes] | None = None,
 ) -> SessionDescription:
     """Our answer to ``offer``; ``direction`` forces one (else the offer's is mirrored).
 
     ``prefer="offerer"`` takes the first offered codec we support (RFC 3264 §6.1 says the
     answerer SHOULD keep the offerer's order); ``prefer="local"`` takes the first of
     ``supported`` that the offer lists.
+
+    ``srtp`` is the SRTP policy (module docstring); ``srtp_keys`` maps each crypto suite to
+    our master key and salt for it (needed unless the policy is ``off``).
     """
     if prefer not in ("offerer", "local"):
         raise ValueError(f"prefer must be 'offerer' or 'local', got {prefer!r}")
+    if srtp not in SRTP_POLICIES:
+        raise ValueError(f"srtp must be one of {SRTP_POLICIES}, got {srtp!r}")
+    refusal = ""
     answer = SessionDescription(
         origin=Origin(
             "hotline", session_id or str(local_port), version, "IN", _addr_type(local_ip), local_ip
@@ -125,10 +160,15 @@ def answer_offer(
             not accepted
             and media.media == "audio"
             and media.port != 0
-            and media.proto.upper() in ("RTP/AVP", "RTP/AVPF")
+            and media.proto.upper() in ("RTP/AVP", "RTP/AVPF", *SECURE_PROFILES)
             and offer.connection_for(media) is not None
         )
         if not usable:
+            answer.media.append(rejected)
+            continue
+        crypto, why = _srtp_choice(media, srtp)
+        if why:
+            refusal = refusal or why
             answer.media.append(rejected)
             continue
         rtpmap = media.rtpmap()
@@ -151,13 +191,40 @@ def answer_offer(
             m.formats.append(str(te))
             m.attributes.append(("rtpmap", f"{te} telephone-event/8000"))
             m.attributes.append(("fmtp", f"{te} 0-16"))
+        if crypto is not None:
+            if srtp_keys is None or crypto.suite not in srtp_keys:
+                raise ValueError(f"no local SRTP key for {crypto.suite}")
+            ours = CryptoAttribute.inline(crypto.tag, crypto.suite, srtp_keys[crypto.suite])
+            m.attributes.append(("crypto", ours.to_value()))
         m.attributes.append(("ptime", str(ptime)))
         m.set_direction(direction or _MIRROR[_media_direction(offer, media)])
         answer.media.append(m)
         accepted = True
     if not accepted:
+        if refusal:
+            raise SrtpRefused(refusal)
         raise NoCommonCodec("no audio stream with PCMU or PCMA over RTP/AVP in the offer")
     return answer
+
+
+def _srtp_choice(media: Media, srtp: SrtpPolicy) -> tuple[CryptoAttribute | None, str]:
+    """The offered ``a=crypto`` we answer (None: plain RTP), or "" and why the stream is
+    refused under ``srtp``."""
+    secure = is_secure_profile(media.proto)
+    if srtp == "off":
+        if secure:
+            return None, f"SRTP is off here: the offer asks for {media.proto}"
+        return None, ""  # a=crypto in an RTP/AVP offer is ignored, as before
+    crypto, why = choose_crypto(media)
+    if crypto is not None:
+        return crypto, ""
+    if secure:
+        return None, f"the offer's SRTP cannot be used: {why}"
+    if srtp == "required":
+        if why != "no a=crypto attribute":
+            return None, f"SRTP is required and the offer's a=crypto cannot be used: {why}"
+        return None, f"SRTP is required: the offer is plain RTP ({media.proto})"
+    return None, ""
 
 
 def make_offer(
@@ -170,17 +237,22 @@ def make_offer(
     direction: str = "sendrecv",
     session_id: str | None = None,
     version: int = 0,
+    crypto: Sequence[CryptoAttribute] = (),
 ) -> SessionDescription:
-    """Our offer (outbound calls, re-INVITEs for hold, answers to a late offer)."""
+    """Our offer (outbound calls, re-INVITEs for hold, answers to a late offer); with
+    ``crypto``, an SRTP offer (RTP/SAVP and one ``a=crypto`` line each)."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-    m = Media("audio", local_port, "RTP/AVP", [str(STATIC_PT[c]) for c in codecs])
+    proto = "RTP/SAVP" if crypto else "RTP/AVP"
+    m = Media("audio", local_port, proto, [str(STATIC_PT[c]) for c in codecs])
     for c in codecs:
         m.attributes.append(("rtpmap", f"{STATIC_PT[c]} {c}/8000"))
     if telephone_event:
         m.formats.append(str(TELEPHONE_EVENT_PT))
         m.attributes.append(("rtpmap", f"{TELEPHONE_EVENT_PT} telephone-event/8000"))
         m.attributes.append(("fmtp", f"{TELEPHONE_EVENT_PT} 0-16"))
+    for attr in crypto:
+        m.attributes.append(("crypto", attr.to_value()))
     m.attributes.append(("ptime", str(ptime)))
     m.set_direction(direction)
     return SessionDescription(
@@ -214,6 +286,7 @@ def negotiated_media(
                 break
         if codec is None:
             continue
+        om = offer.media[index] if index < len(offer.media) else am
         return MediaParams(
             remote_ip=conn.address,
             remote_port=rm.port,
@@ -222,8 +295,34 @@ def negotiated_media(
             dtmf_pt=_telephone_event(rtpmap),
             ptime=_ptime(am),
             direction=_media_direction(remote, rm),
+            srtp=_negotiated_srtp(om, am, local_is_offerer=local_is_offerer),
         )
     raise NoCommonCodec("no accepted audio stream in the answer")
+
+
+def _negotiated_srtp(om: Media, am: Media, *, local_is_offerer: bool) -> SrtpParams | None:
+    """The keys of an accepted stream: the answer's one ``a=crypto`` and the offer's line with
+    the same tag (RFC 4568 §7.1.3, §7.5); None when the answer has none (plain RTP)."""
+    answered = [attr for attr, _ in crypto_lines(am)]
+    secure = is_secure_profile(am.proto) or is_secure_profile(om.proto)
+    if answered and not secure and not crypto_lines(om):
+        answered = []  # a=crypto answering a plain offer that had none: ignored
+    if not answered:
+        if secure:
+            raise SrtpRefused(f"the answer accepts {am.proto} without a usable a=crypto")
+        return None
+    attr = answered[0]
+    if attr is None or len(answered) != 1:
+        raise SrtpRefused("the answer must have exactly one valid a=crypto")
+    why = attr.unsupported()
+    if why is not None:
+        raise SrtpRefused(f"the answer's SRTP cannot be used: {why}")
+    offered = next((a for a, _ in crypto_lines(om) if a is not None and a.tag == attr.tag), None)
+    if offered is None or offered.suite != attr.suite:
+        raise SrtpRefused(f"the answer's a=crypto tag {attr.tag} matches no offered one")
+    if local_is_offerer:
+        return SrtpParams(attr.suite, local_key=offered.key, remote_key=attr.key)
+    return SrtpParams(attr.suite, local_key=attr.key, remote_key=offered.key)
 
 
 class LocalSession:

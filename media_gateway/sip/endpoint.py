@@ -18,13 +18,17 @@ to the explicit ``dest`` the caller passes; in-dialog requests go to the dialog'
 
 Overload (``overloaded`` flag set by the shell, or ``max_server_transactions`` reached): new
 out-of-dialog INVITEs get a stateless 503 with Retry-After; in-dialog traffic keeps flowing.
+Per-source limits and the set-up bound (``limits.py``): a source over its request rate or call
+caps, or any INVITE while answering falls behind, gets a stateless 503 with Retry-After; a
+source's retransmissions past its allowance are dropped and count against it alone.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from media_gateway.sip import events as ev
@@ -39,6 +43,7 @@ from media_gateway.sip.builders import (
 from media_gateway.sip.dialog import CallHandle, Dialog, tag_of
 from media_gateway.sip.errors import SipParseError, TransactionError
 from media_gateway.sip.headers import format_hostport, parse_via, quote_string
+from media_gateway.sip.limits import LimitsConfig, SourceLimits
 from media_gateway.sip.message import SipRequest, SipResponse
 from media_gateway.sip.parser import parse_message, salvage_headers
 from media_gateway.sip.timers import TimerHeap, TimerValues
@@ -115,6 +120,10 @@ class EndpointConfig:
     """A TU that has not answered an inbound INVITE by then: the endpoint sends 408."""
     proceeding_timeout: float = 180.0
     """An outbound INVITE with a 1xx but no final by then fails with 408 (a UA's Timer C)."""
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    """Per-source limits and the set-up bound (``limits.py``)."""
+    tls_port: int = 5061
+    """Our SIP-over-TLS port in Via and Contact for messages over TLS (RFC 3261 §26.2)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,9 +212,14 @@ class SipEndpoint:
                 "request_timeouts",
                 "tu_unanswered",
                 "keepalives",
+                "limit_rejections",
+                "retransmissions_dropped",
+                "packets_dropped",
             ),
             0,
         )
+        self.limits = SourceLimits(self.config.limits)
+        """Per-source accounting and the set-up bound; the shell polls it and logs its changes."""
         self._server_tx: dict[tuple[Any, ...], ServerTransaction] = {}
         self._client_tx: dict[tuple[Any, ...], ClientTransaction] = {}
         self._unanswered = 0  # server transactions without a final response yet
@@ -221,6 +235,9 @@ class SipEndpoint:
             "udp": f"<sip:{c.contact_user}@{hp}>",
             "tcp": f"<sip:{c.contact_user}@{hp};transport=tcp>",
         }
+        tls_hp = format_hostport(c.host, c.tls_port)
+        self._via_base["tls"] = f"SIP/2.0/TLS {tls_hp}"
+        self._contact["tls"] = f"<sip:{c.contact_user}@{tls_hp};transport=tls>"
 
     # -- the sans-IO surface -----------------------------------------------------------------
 
@@ -234,6 +251,9 @@ class SipEndpoint:
         connection: object | None = None,
     ) -> None:
         """One datagram (or one framed stream message) from ``source``."""
+        if not self.limits.admit_packet(source[0], now):
+            self.stats["packets_dropped"] += 1
+            return
         if not data.strip(b"\r\n"):
             self.stats["keepalives"] += 1
             return
@@ -645,16 +665,23 @@ class SipEndpoint:
                     self._ack_in_dialog(req, now)
                 return
             self.stats["retransmissions_absorbed"] += 1
+            if not self.limits.retransmission(source[0], now):
+                # Past the source's allowance: dropped unanswered, counted against it alone.
+                self.stats["retransmissions_dropped"] += 1
+                return
             tx.receive_retransmission()
             return
         if method == "ACK":
             self._ack_in_dialog(req, now)
             return
         if method == "CANCEL":
+            self.limits.transaction(source[0], now)
             self._on_cancel(req, key, source, now, transport, connection)
             return
         h = req.headers
         to_tag = tag_of(h.get("To"))
+        if to_tag is not None:
+            self.limits.transaction(source[0], now)
         if (
             method == "INVITE"
             and to_tag is None
@@ -670,6 +697,15 @@ class SipEndpoint:
                 [("Retry-After", str(self.config.retry_after))],
             )
             return
+        if to_tag is None:
+            refusal = self.limits.admit_request(source[0], now)
+            if refusal is None and method == "INVITE":
+                refusal = self.limits.admit_invite(source[0], now)
+            if refusal is not None:
+                self.stats["limit_rejections"] += 1
+                retry = str(max(1, math.ceil(refusal[1])))
+                self._stateless(req, 503, source, transport, connection, [("Retry-After", retry)])
+                return
         tx = ServerTransaction(self, key, req, source, transport, connection)
         self._server_tx[key] = tx
         self._unanswered += 1
@@ -785,6 +821,7 @@ class SipEndpoint:
         tx.owner = call
         call.invite_tx = tx
         self._calls[call] = None
+        self.limits.setup_started(call, source[0], now)
         self._send_response(tx, 100, now)
         self._timers.set(tx, "timer_c", now + self.config.invite_server_timeout)
         self._events.append(
@@ -801,6 +838,10 @@ class SipEndpoint:
         body: bytes,
         now: float,
     ) -> None:
+        if status > 100:
+            self.limits.setup_done(call)
+            if status >= 200:
+                self.limits.call_up(call, call.peer[0])
         if status > 100 and call.dialog is None:
             dialog = Dialog.as_uas(
                 tx.request,
@@ -1199,6 +1240,7 @@ class SipEndpoint:
         if dialog is not None and self._dialogs.get(dialog.key) is call:
             del self._dialogs[dialog.key]
         self._calls.pop(call, None)
+        self.limits.call_ended(call)
         self._events.append(ev.CallEnded(call=call, by=by, reason=reason))
 
     def _call_timer(self, call: CallHandle, name: str, now: float) -> None:

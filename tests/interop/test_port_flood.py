@@ -4,8 +4,8 @@ call's open at once with an error (the signalling side turns it into ``503`` wit
 request task: a traceback in the media process, no answer, and the call waited for the 10 s
 control timeout.
 
-(The full ACKed-INVITE port flood from SIPp in a namespace, with ``rtp_start_timeout``, is not
-built yet: see the issue 11 report.)"""
+(The full ACKed-INVITE port flood from SIPp in a namespace, with ``rtp_start_timeout`` and
+the per-source call limit: tests/interop/test_media_flood.py.)"""
 
 from __future__ import annotations
 

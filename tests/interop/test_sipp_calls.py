@@ -1,8 +1,9 @@
 """Real SIPp peers against ``hotline serve`` on 127.0.0.1.
 
-- SIPp's ``uac`` calls the hotline number at 200 calls/s for 2,000 calls, and at 100 calls/s for
-  1,000 calls with 5 % of its packets lost: every call succeeds, and once the RFC 3261 timers
-  have run out no call, dialog, transaction, RTP port or task is left behind.
+- SIPp calls the hotline number at 200 calls/s for 2,000 calls (each answered, or refused at
+  once with 503 when answering falls behind), and SIPp's ``uac`` at 100 calls/s for 1,000 calls
+  with 5 % of its packets lost (every call succeeds); once the RFC 3261 timers have run out no
+  call, dialog, transaction, RTP port or task is left behind.
 - SIPp plays an agent's phone: it registers with digest authentication, the gateway rings it and
   the call is answered.
 """
@@ -17,8 +18,11 @@ from pathlib import Path
 import pytest
 
 from tests.interop.harness import SCENARIOS, Server, SippResult, free_port, run_sipp, start_server
+from tests.interop.test_overload_sources import _rtts
 
 pytestmark = pytest.mark.interop
+
+TRACE_RTT = ["-trace_rtt", "-rtt_freq", "1"]
 
 
 @pytest.fixture
@@ -41,15 +45,34 @@ def _assert_no_leak(server: Server, tasks_before: int) -> None:
 
 
 def test_uac_200_cps_2000_calls(server: Server, tmp_path: Path) -> None:
+    """Every call is answered, or refused at once with 503 when answering falls behind (the
+    set-up bound, issue 11): none fails otherwise, none is left behind. How many a machine
+    answers is a capacity figure (``bench.sip_cps``), not asserted here beyond "most": a
+    quiet machine answers them all, one shared with other work refuses some."""
     tasks_before = server.api("/api/debug/sip")["tasks"]
+    workdir = tmp_path / "sipp"
     result = run_sipp(
-        ["-sn", "uac", "-s", "1000", "-r", "200", "-m", "2000"],
-        workdir=tmp_path / "sipp",
+        [
+            "-sf",
+            str(SCENARIOS / "overload_caller.xml"),
+            "-s",
+            "1000",
+            "-r",
+            "200",
+            "-m",
+            "2000",
+            *TRACE_RTT,
+        ],
+        workdir=workdir,
         target=server.sip,
         timeout=90,
     )
     assert (result.successful, result.failed) == (2000, 0), result.stdout + result.errors
     assert result.returncode == 0
+    rtts = _rtts(workdir)
+    answered, refused = len(rtts.get("answered", [])), len(rtts.get("refused", []))
+    assert answered + refused == 2000, rtts.keys()
+    assert answered >= 1000, f"only {answered} of 2000 answered ({refused} refused with 503)"
     _assert_no_leak(server, tasks_before)
 
 

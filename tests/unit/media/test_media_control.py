@@ -74,6 +74,7 @@ OPS: list[mc.MediaOp[Any]] = [
     mc.Echo(chan="c1", on=False),
     mc.SendDtmf(chan="c1", digits="123#", duration_ms=80),
     mc.Digit(chan="c1", digit="5", method="webrtc"),
+    mc.WatchRtp(chan="c1"),
     mc.GetStats(chan="c1"),
     mc.ServerStats(),
     mc.Ping(),
