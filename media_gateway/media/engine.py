@@ -12,10 +12,11 @@ whose packets aiortc handles). What a channel sends comes from one source at a t
   this channel's own SSRC/sequence/timestamp space, telephone-events passed through), or the
   channel's own media (echo).
 
-What a channel hears goes, per packet, to the relay (bridge/echo) and the RFC 4733 receiver;
-and, when something needs the audio itself (a recording, the in-band DTMF detector, a
-sample-leg peer), through a playout buffer that is popped once per tick. Decoding, encoding
-and in-band detection are batched across all channels per tick (one numpy operation each).
+What a channel hears goes, per packet, to the relay (bridge/echo), the RFC 4733 receiver and,
+when keys come in the audio, the in-band DTMF detector (all that arrived, in sequence order);
+and, when something needs the audio itself (a recording, a mix, a sample-leg peer), through a
+playout buffer that is popped once per tick. Decoding, encoding and in-band detection are
+batched across all channels per tick (one numpy operation each).
 
 A conversation between two channels can be recorded as one stereo file (``record_call``):
 what channel ``a`` hears (the caller's voice) on the left, what ``b`` hears (the agent's) on
@@ -47,9 +48,9 @@ import numpy.typing as npt
 from media_gateway.media.srtp import SrtpStreams, streams_for
 from media_gateway.rtp import g711
 from media_gateway.rtp.dtmf import DtmfDigit, DtmfReceiver, DtmfSender, DtmfStarted
-from media_gateway.rtp.inband import BlockDetector, InbandDtmfDetector, feed_blocks
+from media_gateway.rtp.inband import BlockDetector, InbandDtmfDetector
 from media_gateway.rtp.jitter import JitterBuffer
-from media_gateway.rtp.packet import RtpPacket
+from media_gateway.rtp.packet import RtpPacket, seq_diff
 from media_gateway.rtp.rtcp import (
     ReceiverReport,
     ReportBlock,
@@ -167,6 +168,13 @@ class Channel:
     dtmf: DtmfReceiver = field(default_factory=DtmfReceiver)
     jitter: JitterBuffer | None = None
     detector: InbandDtmfDetector | None = None
+    key_packets: list[tuple[int, int, bytes]] = field(default_factory=list)
+    """Audio packets (SSRC, sequence number, payload) received for the in-band key detector
+    since the last tick."""
+    key_seq: tuple[int, int] | None = None
+    """SSRC and sequence number of the newest packet given to the key detector."""
+    key_audio: list[Samples] = field(default_factory=list)
+    """Audio for the key detector not yet classified (less than a block, or a sample leg's)."""
     play: Play | None = None
     recording: Recording | None = None
     call_rec: CallRecording | None = None
@@ -196,12 +204,12 @@ class Channel:
 
     @property
     def listens(self) -> bool:
-        """Whether incoming audio must be decoded (playout buffer popped each tick)."""
+        """Whether incoming audio must be decoded (playout buffer popped each tick). The in-band
+        key detector needs no playout: it hears the packets as they arrive."""
         return (
             self.recording is not None
             or self.call_rec is not None
             or self.mixed_by > 0
-            or self.inband
             or (self.peer is not None and self.peer.kind == "samples" and self.kind == "rtp")
         )
 
@@ -586,12 +594,16 @@ class MediaEngine:
                 return
             ch.bad_packets += 1
             return
-        elif ch.jitter is not None:
+        elif ch.jitter is not None or ch.inband:
             try:
-                ch.jitter.put(RtpPacket.parse(data), now)
+                packet = RtpPacket.parse(data)
             except ValueError:
                 ch.bad_packets += 1
                 return
+            if ch.jitter is not None:
+                ch.jitter.put(packet, now)
+            if ch.inband:
+                ch.key_packets.append((packet.ssrc, packet.sequence_number, packet.payload))
         target = ch.peer if ch.peer is not None else (ch if ch.echo else None)
         if target is not None and target.kind == "rtp":
             self._relay(ch, target, data, pt, seq, ts, ssrc)
@@ -653,6 +665,7 @@ class MediaEngine:
         heard = self._pop_heard(now)
         if heard:
             self._use_heard(heard, now)
+        self._detect_keys(now)
         if self.call_recordings:
             self._record_calls()
         self._mix(now)
@@ -700,10 +713,10 @@ class MediaEngine:
 
     def _set_inband(self, ch: Channel, on: bool) -> None:
         ch.inband = on
-        if on:
-            if ch.detector is None:
-                ch.detector = InbandDtmfDetector(blocks=self._blocks)
-            self._ensure_jitter(ch)
+        ch.key_packets = []
+        ch.key_audio = []
+        if on and ch.detector is None:
+            ch.detector = InbandDtmfDetector(blocks=self._blocks)
 
     def _ensure_jitter(self, ch: Channel) -> None:
         if ch.jitter is None and ch.kind == "rtp":
@@ -788,12 +801,9 @@ class MediaEngine:
 
     def _use_heard(self, heard: list[tuple[Channel, bytes | None]], now: float) -> None:
         decoded = self._decode(heard)
-        detect_chs: list[Channel] = []
-        detect_rows: list[Samples] = []
         for ch, samples in decoded:
-            if ch.inband and ch.detector is not None and samples.size == FRAME:
-                detect_chs.append(ch)
-                detect_rows.append(samples)
+            if ch.inband and ch.kind == "samples":
+                ch.key_audio.append(samples)  # (an RTP channel's arrive as they are received)
             if ch.recording is not None:
                 self._record_frame(ch, samples, now)
             if ch.muted:  # not passed on, nor recorded (after the key detector above)
@@ -815,12 +825,52 @@ class MediaEngine:
                 self._send_samples(peer, samples, now)
             elif ch.echo and ch.kind == "samples":
                 self._sample_out.append((ch, samples))
-        if detect_chs:
-            detectors = [ch.detector for ch in detect_chs if ch.detector is not None]
-            results = feed_blocks(detectors, np.stack(detect_rows), now)
-            for ch, digits in zip(detect_chs, results, strict=True):
-                for d in digits:
+
+    def _detect_keys(self, now: float) -> None:
+        """In-band keys in what the channels received since the last tick: every channel's
+        20 ms blocks classified in one batch, then each channel's detector stepped in order.
+
+        The detector hears an RTP channel's packets as they arrive, in sequence order, rather
+        than the playout buffer's frames: that buffer plays a packet that comes after its turn
+        as a lost frame (and drops it), then inserts frames of nothing to grow its delay. Fed
+        to the detector as silence, two such frames within one tone re-armed the key and the
+        rest of the tone was reported as a second press; a tone that lost most of its frames
+        went unheard (docs/load.md, "A key taken twice"). A late packet is no pause in the
+        caller's tone."""
+        fresh: dict[str, list[tuple[Channel, bytes]]] = {}
+        for ch in self.channels.values():
+            if ch.key_packets:
+                fresh.setdefault(ch.codec, []).append((ch, _key_payloads(ch)))
+        for codec, items in fresh.items():
+            decoded = g711.decode(b"".join(data for _, data in items), codec)
+            pos = 0
+            for ch, data in items:
+                if data:
+                    ch.key_audio.append(decoded[pos : pos + len(data)])
+                    pos += len(data)
+        listening: list[tuple[Channel, int]] = []
+        rows: list[Samples] = []
+        for ch in self.channels.values():
+            if not ch.key_audio:
+                continue
+            audio = np.concatenate(ch.key_audio) if len(ch.key_audio) > 1 else ch.key_audio[0]
+            n = audio.size // FRAME
+            ch.key_audio = [audio[n * FRAME :]] if audio.size % FRAME else []
+            if n and ch.detector is not None:
+                listening.append((ch, n))
+                rows.append(audio[: n * FRAME].reshape(n, FRAME))
+        if not listening:
+            return
+        keys = self._blocks.detect_blocks(np.concatenate(rows) if len(rows) > 1 else rows[0])
+        i = 0
+        for ch, n in listening:
+            detector = ch.detector
+            assert detector is not None
+            for key in keys[i : i + n]:
+                d = detector.step(key, now)
+                if d is not None:
                     self._dtmf_event(ch, d, now)
+            i += n
 
     def _decode(self, heard: list[tuple[Channel, bytes | None]]) -> list[tuple[Channel, Samples]]:
         out: list[tuple[Channel, Samples]] = []
@@ -943,7 +993,10 @@ class MediaEngine:
         if reason == "silence":
             samples = samples[: max(0, samples.size - rec.silent_run * FRAME)]
         elif reason == "dtmf" and ch.inband:
-            samples = samples[: max(0, samples.size - 3 * FRAME)]  # the key's own tone
+            # the key's own tone: about three frames had arrived when it was found, those
+            # still in the playout buffer are not recorded
+            waiting = 0 if ch.jitter is None else round(ch.jitter.buffered_ms / (PTIME * 1000))
+            samples = samples[: max(0, samples.size - max(0, 3 - waiting) * FRAME)]
         if not ch.listens:
             ch.jitter = None
         self._events.append(
@@ -1100,6 +1153,23 @@ def _protect(out: list[tuple[Channel, bytes, bool]]) -> list[tuple[Channel, byte
             data = protected
         kept.append((ch, data, is_rtcp))
     return kept
+
+
+def _key_payloads(ch: Channel) -> bytes:
+    """The payloads received since the last tick, in sequence order (a burst after a stall
+    may come in any order), for the key detector: a duplicate, or a packet older than one the
+    detector already heard, is left out (its moment has passed)."""
+    packets, ch.key_packets = ch.key_packets, []
+    ref = ch.key_seq[1] if ch.key_seq is not None else packets[0][1]
+    packets.sort(key=lambda p: seq_diff(p[1], ref))
+    kept: list[bytes] = []
+    for ssrc, seq, payload in packets:
+        last = ch.key_seq
+        if last is not None and last[0] == ssrc and -100 <= seq_diff(seq, last[1]) <= 0:
+            continue
+        ch.key_seq = (ssrc, seq)
+        kept.append(payload)
+    return b"".join(kept)
 
 
 def _stereo_chunk() -> Samples:

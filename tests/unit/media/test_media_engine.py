@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import struct
 
 import numpy as np
+import pytest
 
 from media_gateway.audio import tones
 from media_gateway.media.engine import FRAME, MediaEngine
@@ -108,6 +110,117 @@ def test_inband_keys_are_detected_when_no_telephone_event_was_negotiated() -> No
     digits = [e for e in events if e["event"] == "dtmf"]
     assert "".join(e["digit"] for e in digits) == "19#"
     assert {e["method"] for e in digits} == {"inband"}
+
+
+def keys_heard_with_delays(keys: str, delays: dict[int, float], *, gap: float = 0.06) -> str:
+    """In-band ``keys`` (100 ms tones, ``gap`` s apart, as the load generator presses them)
+    after 1 s of silence, one packet every 20 ms; packet ``k`` arrives ``delays[k]`` s late
+    (``inf``: lost; packets arriving at the same moment come in sequence order). The engine
+    ticks every 20 ms; returns the keys it reported."""
+    eng = MediaEngine(rng=random.Random(7))
+    eng.open("c", 0.0, remote=CALLER, te_pt=None)
+    audio = np.concatenate(
+        [tones.silence(1.0), tones.dtmf_sequence(keys, on=0.1, off=gap), tones.silence(0.6)]
+    )
+    arrivals: list[tuple[float, int, bytes]] = []
+    for k in range(audio.size // FRAME):
+        payload = g711.encode(audio[k * FRAME : (k + 1) * FRAME], "PCMU").tobytes()
+        at = k * 0.02 + 0.001 + delays.get(k, 0.0)
+        if not math.isinf(at):
+            arrivals.append((round(at, 6), k, rtp(k + 1, k * FRAME, payload, marker=k == 0)))
+    arrivals.sort()
+    got = ""
+    for tick in range(audio.size // FRAME + 20):
+        now = tick * 0.02 + 0.01
+        while arrivals and arrivals[0][0] <= now:
+            at, _, data = arrivals.pop(0)
+            eng.receive("c", data, CALLER, at)
+        eng.tick(now)
+        _, events, _ = eng.drain()
+        got += "".join(e["digit"] for e in events if e["event"] == "dtmf")
+    return got
+
+
+TONE = 50
+"""The first packet of the first key's tone in ``keys_heard_with_delays``."""
+
+
+def stall(first: int, seconds: float) -> dict[int, float]:
+    """The sender stops for ``seconds`` before packet ``first``, then sends what it owes at
+    once (a loaded caller's or media process's loop)."""
+    owed = math.ceil(seconds / 0.02 - 1e-9)
+    return {first + j: seconds - j * 0.02 for j in range(owed)}
+
+
+@pytest.mark.parametrize(
+    ("keys", "delays"),
+    [
+        pytest.param("1", {TONE + 2: 0.05}, id="a packet of the tone 50 ms late"),
+        pytest.param("1", {TONE: 0.09}, id="the first packet of the tone 90 ms late"),
+        pytest.param("1", {TONE - 1: 0.09}, id="the packet before the tone 90 ms late"),
+        pytest.param("1", stall(TONE + 2, 0.06), id="a 60 ms stall in the tone"),
+        pytest.param("1", stall(TONE + 2, 0.15), id="a 150 ms stall in the tone"),
+        pytest.param("1", stall(TONE + 3, 0.2), id="a 200 ms stall late in the tone"),
+        pytest.param("1", stall(TONE, 0.12), id="a 120 ms stall as the tone starts"),
+        pytest.param("1", stall(TONE + 1, 0.3), id="a 300 ms stall in the tone"),
+        pytest.param("11", stall(TONE + 8, 0.12), id="a 120 ms stall at the second tone"),
+        pytest.param("11", stall(TONE + 6, 0.06), id="a 60 ms stall in the pause"),
+        pytest.param("11", {TONE + 6: math.inf}, id="a packet of the pause lost"),
+    ],
+)
+def test_inband_keys_are_heard_once_each_whatever_the_packets_timing(
+    keys: str, delays: dict[int, float]
+) -> None:
+    # docs/load.md, "A key taken twice": the detector used to hear the playout buffer's frames,
+    # in which a late packet is a lost frame followed by frames of nothing while the buffer
+    # grows its delay; fed as silence, they split one tone into two presses, or left too
+    # little of it to be heard.
+    assert keys_heard_with_delays(keys, delays) == keys
+
+
+def test_a_late_packet_or_a_stall_anywhere_around_an_inband_key_gives_it_once() -> None:
+    for pos in range(-2, 7):
+        for late in (0.03, 0.05, 0.07, 0.09, 0.12, 0.2):
+            assert keys_heard_with_delays("1", {TONE + pos: late}) == "1", (pos, late)
+            assert keys_heard_with_delays("1", stall(TONE + pos, late)) == "1", (pos, late)
+
+
+def test_inband_keys_from_a_sample_leg_in_uneven_batches_are_heard() -> None:
+    # A WebRTC leg's frames come as the browser's packets do: two in one tick, none in the next.
+    eng = MediaEngine(rng=random.Random(8))
+    eng.open("w", 0.0, kind="samples", te_pt=None, inband=True)
+    audio = np.concatenate(
+        [tones.silence(0.2), tones.dtmf_sequence("1#1", on=0.1, off=0.1), tones.silence(0.2)]
+    )
+    got = ""
+    for tick, start in enumerate(range(0, audio.size - 2 * FRAME + 1, 2 * FRAME)):
+        now = tick * 0.04
+        eng.receive_samples("w", audio[start : start + FRAME], now)
+        eng.receive_samples("w", audio[start + FRAME : start + 2 * FRAME], now)
+        eng.tick(now)
+        eng.tick(now + 0.02)
+        _, events, _ = eng.drain()
+        got += "".join(e["digit"] for e in events if e["event"] == "dtmf")
+    assert got == "1#1"
+
+
+def test_an_inband_stop_key_ends_a_recording_without_its_tone_and_with_all_the_speech() -> None:
+    eng = MediaEngine(rng=random.Random(9))
+    eng.open("c", 0.0, remote=CALLER, te_pt=None)
+    eng.record("c", 0.0, op="r", path="x.wav", max_seconds=30, silence_seconds=0)
+    speech = tones.tone([300.0], 1.0, dbfs=-12.0)
+    lead = tones.silence(0.2)
+    feed_audio(
+        eng,
+        "c",
+        np.concatenate([lead, speech, tones.dtmf_sequence("#", on=0.1, off=0.1)]),
+        0.0,
+    )
+    _, events, _ = eng.drain()
+    (done,) = [e for e in events if e["event"] == "record_done"]
+    assert done["reason"] == "dtmf"
+    extra = done["samples"].size - (lead.size + speech.size)
+    assert 0 <= extra <= 2 * FRAME  # the speech whole, at most two frames of the key
 
 
 def test_recording_matches_what_was_sent_and_stops_on_silence() -> None:
