@@ -517,6 +517,9 @@ class SipLimitsModel(BaseModel):
     """How long a source stays limited after its last excess (its Retry-After)."""
     max_sources: int = Field(default=100_000, ge=1)
     """Source addresses whose rates are tracked (the least recently seen are forgotten)."""
+    trusted: list[Annotated[str, AfterValidator(lambda v: _ip(v, allow_wildcard=False))]] = []
+    """Source IPs exempt from the per-source limits (a SIP proxy or SBC in front, carrying many
+    callers); the trunks' addresses are always exempt. The set-up bound still applies."""
 
     def build(self) -> LimitsConfig:
         return LimitsConfig(
@@ -533,6 +536,7 @@ class SipLimitsModel(BaseModel):
             max_setup_age=self.max_setup_age,
             hold=self.hold_seconds,
             max_sources=self.max_sources,
+            trusted=frozenset(self.trusted),
         )
 
 

@@ -17,6 +17,7 @@ process-wide concerns (the event loop, signals, the garbage collector's tuning).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import os
 import signal
@@ -135,7 +136,10 @@ class Hotline:
                 retry_after=sip.retry_after,
                 max_loop_lag=sip.max_loop_lag_ms / 1000.0,
                 udp_receive_buffer=sip.udp_receive_buffer,
-                limits=sip.limits,
+                limits=dataclasses.replace(
+                    sip.limits,
+                    trusted=sip.limits.trusted | {t.address[0] for t in config.trunks},
+                ),
                 max_calls_per_source=calls_per_source(config),
                 srtp=sip.srtp,
                 srtp_over_plain_sip=sip.srtp_over_plain_sip,

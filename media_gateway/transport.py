@@ -251,6 +251,7 @@ class SipTransport:
         on_event: Callable[[Any], None],
         *,
         max_loop_lag: float = 0.25,
+        lag_grace: float = 3.0,
         udp_receive_buffer: int = 4 * 1024 * 1024,
         overload_hold: float = 1.0,
         max_retransmissions: float = 50.0,
@@ -262,6 +263,10 @@ class SipTransport:
         self.endpoint = endpoint
         self.on_event = on_event
         self.max_loop_lag = max_loop_lag
+        self.lag_grace = lag_grace
+        """Seconds after start during which event-loop lag does not raise the overload flag:
+        starting up stalls the loop (imports, prompts loaded, registrations restored), and a
+        first caller must not get 503 for it."""
         self.udp_receive_buffer = udp_receive_buffer
         self.loop = asyncio.get_running_loop()
         self.udp: asyncio.DatagramTransport | None = None
@@ -465,6 +470,7 @@ class SipTransport:
         interval = 0.05
         raised_until = 0.0
         limits = self.endpoint.limits
+        lag_counts_from = self.loop.time() + self.lag_grace
         while True:
             start = self.loop.time()
             await asyncio.sleep(interval)
@@ -476,7 +482,8 @@ class SipTransport:
                 self._log_limit(change, now)
             retrans_rate = limits.retransmission_rate(now)
             self.retransmission_rate = retrans_rate
-            if self.loop_lag > self.max_loop_lag or retrans_rate > self.max_retransmissions:
+            lagging = self.loop_lag > self.max_loop_lag and now >= lag_counts_from
+            if lagging or retrans_rate > self.max_retransmissions:
                 raised_until = now + self.overload_hold
             overloaded = now < raised_until
             if overloaded != self.endpoint.overloaded:

@@ -122,6 +122,9 @@ class LimitsConfig:
     """A limited source stays limited this long after its last excess."""
     max_sources: int = 100_000
     """Sources whose rates are tracked; the least recently seen are forgotten first."""
+    trusted: frozenset[str] = frozenset()
+    """Source IPs exempt from the per-source limits (the trunks, a SIP proxy in front): one such
+    address carries many callers. The global set-up bound still applies to them."""
 
     def __post_init__(self) -> None:
         for name in ("packet_rate", "packet_burst", "request_rate", "request_burst"):
@@ -277,7 +280,7 @@ class SourceLimits:
         """A datagram from ``ip``, before it is parsed: False to drop it (past the source's
         packet rate; the source is limited)."""
         c = self.config
-        if c.packet_rate <= 0:
+        if c.packet_rate <= 0 or ip in c.trusted:
             return True
         source = self._source(ip, now)
         if source.packets.take(c.packet_rate, c.packet_burst, now):
@@ -290,6 +293,8 @@ class SourceLimits:
         """A new out-of-dialog request from ``ip`` (not ACK, not CANCEL). ``None`` to serve
         it, else (reason, seconds until the source may retry) for a 503."""
         c = self.config
+        if ip in c.trusted:
+            return None
         source = self._source(ip, now)
         self._credit(source, now)
         within = c.request_rate <= 0 or source.requests.take(c.request_rate, c.request_burst, now)
@@ -307,7 +312,7 @@ class SourceLimits:
         bound. ``None`` to take it, else (reason, Retry-After seconds)."""
         c = self.config
         calls = self._calls.get(ip)
-        if calls is not None:
+        if calls is not None and ip not in c.trusted:
             if c.calls_in_setup_per_source and calls.setup >= c.calls_in_setup_per_source:
                 return self._refuse_calls(ip, "source_calls_in_setup", now)
             if c.calls_up_per_source and calls.up >= c.calls_up_per_source:

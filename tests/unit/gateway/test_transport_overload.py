@@ -42,7 +42,7 @@ async def _scenario() -> None:
             invites.append(event)
             endpoint.respond(event.call, 486, now=asyncio.get_running_loop().time())
 
-    transport = SipTransport(endpoint, on_event, max_loop_lag=0.1)
+    transport = SipTransport(endpoint, on_event, max_loop_lag=0.1, lag_grace=0.0)
     await transport.start("127.0.0.1", 0, ("udp",))
     assert transport.local_udp is not None
     port = transport.local_udp[1]
@@ -72,3 +72,23 @@ async def _scenario() -> None:
 
 def test_loop_lag_turns_new_invites_away_with_503() -> None:
     asyncio.run(_scenario())
+
+
+async def _stall_at_start() -> None:
+    endpoint = SipEndpoint(EndpointConfig(retry_after=7), rng=random.Random(1))
+    transport = SipTransport(endpoint, lambda event: None, max_loop_lag=0.1, lag_grace=1.0)
+    await transport.start("127.0.0.1", 0, ("udp",))
+    # Starting up stalls the loop (prompts, registrations): within the grace it raises nothing.
+    asyncio.get_running_loop().call_soon(time.sleep, 0.3)
+    await asyncio.sleep(0.15)
+    assert not endpoint.overloaded
+    await asyncio.sleep(1.0)
+    # Past the grace the same stall counts.
+    asyncio.get_running_loop().call_soon(time.sleep, 0.3)
+    await asyncio.sleep(0.15)
+    assert endpoint.overloaded
+    await transport.close()
+
+
+def test_a_stall_while_starting_up_does_not_turn_callers_away() -> None:
+    asyncio.run(_stall_at_start())

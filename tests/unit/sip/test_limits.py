@@ -154,6 +154,30 @@ def test_a_calls_cap_refuses_invites_only_while_the_source_is_at_it() -> None:
     assert [c.limited for c in limits.take_changes()] == [True, False]
 
 
+def test_a_trusted_source_such_as_a_trunk_is_not_limited_but_the_setup_bound_holds() -> None:
+    trunk = "198.51.100.7"  # a carrier: every PSTN caller comes from this one address
+    limits = SourceLimits(
+        LimitsConfig(
+            packet_rate=10.0,
+            packet_burst=10.0,
+            request_rate=10.0,
+            request_burst=10.0,
+            calls_in_setup_per_source=2,
+            max_calls_in_setup=50,
+            trusted=frozenset({trunk}),
+        )
+    )
+    assert all(limits.admit_packet(trunk, 0.0) for _ in range(100))
+    assert all(limits.admit_request(trunk, 0.0) is None for _ in range(100))
+    for k in range(50):
+        assert limits.admit_invite(trunk, 0.0) is None
+        limits.setup_started(k, trunk, 0.0)
+    assert limits.admit_invite(trunk, 0.0) == ("calls_in_setup", 1.0)  # the global bound
+    assert limits.limited(0.0) == []
+    # an untrusted source with the same traffic is limited
+    assert sum(limits.admit_request("203.0.113.9", 0.0) is None for _ in range(100)) == 10
+
+
 def test_setup_bound_by_count_and_by_age() -> None:
     limits = SourceLimits(LimitsConfig(max_calls_in_setup=3, max_setup_age=1.0))
     for k in range(3):
