@@ -363,6 +363,7 @@ queue = "support"
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 async def test_200_callers_through_the_ivr_to_20_agents_all_end_and_stats_match_cases(
     tmp_path: Path,
 ) -> None:

@@ -30,7 +30,7 @@ import pytest
 
 from tests.interop.harness import OPERATOR_TOKEN, Server, start_server
 
-pytestmark = pytest.mark.interop
+pytestmark = [pytest.mark.interop, pytest.mark.serial]
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "hotline" / "demo.toml"

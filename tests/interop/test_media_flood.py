@@ -32,7 +32,7 @@ from media_gateway.audio.tones import tone
 from tests.interop.harness import SCENARIOS, run_sipp, start_server
 from tests.interop.media_harness import pcmu_packets, write_rtp_pcap
 
-pytestmark = [pytest.mark.interop, pytest.mark.netns, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.interop, pytest.mark.netns, pytest.mark.serial, pytest.mark.timeout(120)]
 
 FLOOD_CALLS = 300
 PORT_PAIRS = 100

@@ -53,7 +53,7 @@ from tests.interop.media_harness import (
     write_rtp_pcap,
 )
 
-pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.interop, pytest.mark.serial, pytest.mark.timeout(60)]
 
 NO_TELEPHONE_EVENT = {"fmts": "0", "attr": "a=ptime:20"}
 

@@ -28,7 +28,7 @@ import pytest
 
 from tests.interop.harness import SCENARIOS, run_sipp, start_server
 
-pytestmark = [pytest.mark.interop, pytest.mark.netns]
+pytestmark = [pytest.mark.interop, pytest.mark.netns, pytest.mark.serial]
 
 SIP_PORT = 5060
 ROOT = Path(__file__).resolve().parents[2]

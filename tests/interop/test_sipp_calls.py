@@ -44,6 +44,7 @@ def _assert_no_leak(server: Server, tasks_before: int) -> None:
     assert idle["tasks"] <= tasks_before, idle
 
 
+@pytest.mark.serial
 def test_uac_200_cps_2000_calls(server: Server, tmp_path: Path) -> None:
     """Every call is answered, or refused at once with 503 when answering falls behind (the
     set-up bound, issue 11): none fails otherwise, none is left behind. How many a machine
