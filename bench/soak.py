@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
                         "bench.load's highest clean rate)")  # fmt: skip
     parser.add_argument("--sample-seconds", type=float, default=5.0, help="RSS every (5 s)")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the service's data directory and logs (printed) to look "
+                        "into failed calls' case trails")  # fmt: skip
     parser.add_argument("--tracemalloc", action="store_true",
                         help="trace the service's and the media process's allocations and "
                         "report what grew (slow: a diagnostic)")  # fmt: skip
@@ -244,7 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sampler.stop.set()
         server.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"kept {work}", flush=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     figs = live_figures(result)
     memory = memory_verdict(sampler.samples, calls_from, calls_to)
     heard = figs["rtp_callers_heard"]
@@ -258,6 +265,13 @@ def main(argv: list[str] | None = None) -> int:
         "clean_rate": CLEAN_RATE,
         "calls": {k: figs["calls"][k] for k in CALL_FIELDS},
         "failed_calls": figs["calls"]["failed_calls"][:10],
+        "failures_by_path": dict(
+            Counter(
+                f"{c.get('path')}: {c.get('cause')}"
+                for c in result.calls
+                if c["outcome"] == "failed"
+            )
+        ),
         "notes": figs["calls"]["notes"],
         "stopped": result.stopped,
         "loss": heard["loss"],

@@ -109,12 +109,12 @@ class DtmfReceiver:
         self.end_timeout = end_timeout
         self.long_press_units = int(long_press * clock_rate)
         self._reported = False
-        self._current: tuple[int, int] | None = None  # (ssrc, timestamp)
+        self._current: tuple[int, int, int] | None = None  # (ssrc, timestamp, event code)
         self._digit = ""
         self._started_at = 0.0
         self._last_at = 0.0
         self._duration = 0
-        self._done: deque[tuple[int, int]] = deque(maxlen=16)
+        self._done: deque[tuple[int, int, int]] = deque(maxlen=16)
 
     def next_deadline(self) -> float | None:
         """When ``poll`` must run to finish an event whose end was lost, or None."""
@@ -152,12 +152,14 @@ class DtmfReceiver:
         digit = ev.digit
         if digit is None:
             return []
-        key = (packet.ssrc, packet.timestamp)
+        # An event is its SSRC and timestamp (RFC 4733 §2.5.2.1), and its code: a sender
+        # that reuses a timestamp for the next key (a stalled clock) has still pressed a new key.
+        key = (packet.ssrc, packet.timestamp, ev.event)
         out: list[DtmfDigit | DtmfStarted] = []
         if key in self._done:
             return out  # retransmitted end, or a straggler of a reported event
         if self._current is not None and key != self._current:
-            cur_ssrc, cur_ts = self._current
+            cur_ssrc, cur_ts, _code = self._current
             if cur_ssrc == packet.ssrc and ts_diff(packet.timestamp, cur_ts) < 0:
                 return out  # an older event arriving late: already superseded
             d = self._finish()

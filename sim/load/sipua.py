@@ -259,7 +259,14 @@ class RtpStream(asyncio.DatagramProtocol):
         if self.dtmf_pt is None:
             raise ValueError("telephone-event was not negotiated")
         sender = DtmfSender(payload_type=self.dtmf_pt, ssrc=self.ssrc, interval_ms=20)
-        packets = sender.packets(digit, seq=self.seq, timestamp=self.ts, duration_ms=100)
+        # The event's timestamp is the audio clock's when its first packet goes out: after
+        # the frames already queued (an earlier key's packets; each advances the clock by one
+        # frame). Taking ``self.ts`` as it is now gave two keys pressed before a tick (the
+        # generator's loop late by a frame or more) the same timestamp, so the second was
+        # heard as the first one's retransmission (RFC 4733 §2.5.1.2: one event, one
+        # timestamp): the soak's "lost" keys on the complaints path's "4321#".
+        start = (self.ts + SAMPLES * len(self.queue)) & 0xFFFFFFFF
+        packets = sender.packets(digit, seq=self.seq, timestamp=start, duration_ms=100)
         self.seq = (self.seq + len(packets)) & 0xFFFF
         self.queue.extend(p.packet.to_bytes() for p in packets)
 
