@@ -327,6 +327,22 @@ class EscalationConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    """``[database]``: where case records, the engine log, queued work and the audit trail
+    live: ``<data_dir>/cases.sqlite3`` by default, or a PostgreSQL database several hotline
+    nodes share (docs/cluster.md)."""
+
+    url: str = ""
+    """``postgresql://user@host:port/dbname`` (libpq's URI; a password is better kept in
+    ``PGPASSWORD`` or ``~/.pgpass`` than here); empty: SQLite in the data directory."""
+    schema: str = "public"
+    """The PostgreSQL schema the tables live in."""
+    node: str = ""
+    """This node's name among those sharing the database: its calls in progress and queued
+    work are its own (a restart closes and re-queues only those). Empty for a single node."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: str
     server: ServerConfig
@@ -345,6 +361,7 @@ class Config:
     """The file's text, kept so later checks can point at a line."""
     http: HttpConfig = field(default_factory=HttpConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
 
     def error(self, path: str, reason: str) -> ConfigError:
         """A ConfigError for ``path`` in this file, located to its line when possible."""
@@ -919,6 +936,28 @@ class EscalationModel(BaseModel):
         )
 
 
+def _database_url(value: str) -> str:
+    if value and not re.match(r"postgres(ql)?://", value):
+        raise _custom('expected "postgresql://USER@HOST:PORT/DBNAME" (or leave it out for SQLite)')
+    return value
+
+
+class DatabaseModel(BaseModel):
+    """``[database]``: the case store. Left out: SQLite in ``[server] data_dir``; ``url``: a
+    PostgreSQL database, which several hotline nodes may share."""
+
+    model_config = STRICT
+
+    url: Annotated[str, AfterValidator(_database_url)] = ""
+    schema_name: Annotated[str, Field(alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$")] = (
+        "public"
+    )
+    node: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{0,64}$")] = ""
+
+    def build(self) -> DatabaseConfig:
+        return DatabaseConfig(url=self.url, schema=self.schema_name, node=self.node)
+
+
 class ConfigModel(BaseModel):
     """The whole file. ``entry_points`` is the one required section: a service that no number
     leads to does nothing."""
@@ -936,6 +975,7 @@ class ConfigModel(BaseModel):
     ivr: IvrModel | None = None
     voicemail: VoicemailModel = VoicemailModel()
     escalation: EscalationModel = EscalationModel()
+    database: DatabaseModel = DatabaseModel()
     entry_points: dict[str, EntryPointModel] = Field(
         default={}, json_schema_extra={"minProperties": 1}
     )
@@ -1092,6 +1132,7 @@ class ConfigModel(BaseModel):
             text=text,
             http=http,
             security=self.security.build(),
+            database=self.database.build(),
         )
 
 

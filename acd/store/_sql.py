@@ -113,6 +113,9 @@ class SqlCaseStore(ABC):
         self.schema_version_at_open = 0
         """The version found when it opened (0: a new store; 1: also a 0.1.0 store, adopted);
         below :attr:`schema_version` when this open migrated it."""
+        self.node = ""
+        """The hotline node writing through this store (several share one PostgreSQL store):
+        live calls and queued work are its own; '' for a single node."""
 
     # -- dialect hooks -----------------------------------------------------------------------
     @abstractmethod
@@ -211,9 +214,10 @@ class SqlCaseStore(ABC):
             if live:
                 cur.execute(
                     self._q(
-                        "INSERT INTO live_calls (case_id, call_id, opened_at) VALUES (?, ?, ?)"
+                        "INSERT INTO live_calls (case_id, call_id, opened_at, node)"
+                        " VALUES (?, ?, ?, ?)"
                     ),
-                    (case_id, new.call_id, new.at),
+                    (case_id, new.call_id, new.at, self.node),
                 )
             return self._must_get(cur, case_id)
 
@@ -502,7 +506,7 @@ class SqlCaseStore(ABC):
             cur.execute(
                 self._q(
                     "INSERT INTO queued_work (call_id, case_id, kind, queue, enqueued_at, caller,"
-                    " recording, callback, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " recording, callback, created_at, node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     " RETURNING id"
                 ),
                 (
@@ -515,6 +519,7 @@ class SqlCaseStore(ABC):
                     work.recording,
                     work.callback,
                     work.created_at,
+                    self.node,
                 ),
             )
             return int(cur.fetchone()[0])
@@ -526,13 +531,16 @@ class SqlCaseStore(ABC):
             return bool(cur.rowcount)
 
     def queued_work(self) -> list[StoredWork]:
-        """Every kept message and callback request, in the callers' original arrival order."""
+        """Every message and callback request this node kept, in the callers' original
+        arrival order."""
         with self._tx() as cur:
             cur.execute(
                 self._q(
                     "SELECT id, call_id, case_id, kind, queue, enqueued_at, caller, recording,"
-                    " callback, created_at FROM queued_work ORDER BY enqueued_at, id"
-                )
+                    " callback, created_at FROM queued_work WHERE node = ?"
+                    " ORDER BY enqueued_at, id"
+                ),
+                (self.node,),
             )
             return [
                 StoredWork(
@@ -562,10 +570,15 @@ class SqlCaseStore(ABC):
             return bool(cur.rowcount)
 
     def live_calls(self) -> list[LiveCall]:
-        """Calls whose end was never written (after a crash: the calls it cut off)."""
+        """This node's calls whose end was never written (after a crash: the calls it cut
+        off; a neighbour's calls in progress are not its to close)."""
         with self._tx() as cur:
             cur.execute(
-                self._q("SELECT case_id, call_id, opened_at FROM live_calls ORDER BY case_id")
+                self._q(
+                    "SELECT case_id, call_id, opened_at FROM live_calls WHERE node = ?"
+                    " ORDER BY case_id"
+                ),
+                (self.node,),
             )
             return [LiveCall(int(r[0]), r[1], float(r[2])) for r in cur.fetchall()]
 

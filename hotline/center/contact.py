@@ -34,6 +34,8 @@ from acd.escalation import EscalationPolicy
 from acd.model import AgentStatusView, LogRecord, QueueStatus
 from acd.service import AcdService
 from acd.stats import StatsAccumulator
+from acd.store._sql import SqlCaseStore
+from acd.store.postgres import PostgresCaseStore
 from acd.store.sqlite import SQLiteCaseStore
 from acd.store.writer import AsyncCaseWriter
 from hotline.center.agents import AgentDesk
@@ -134,6 +136,22 @@ class CallRecord:
     talk: float = 0.0
 
 
+def open_case_store(config: Config) -> SqlCaseStore:
+    """The case store ``[database]`` names: PostgreSQL (shared by the nodes that name the same
+    database and schema; this node's live calls and queued work tagged with its name), or
+    SQLite in the data directory."""
+    db = config.database
+    store: SqlCaseStore
+    if db.url:
+        store = PostgresCaseStore(db.url, schema=db.schema)
+    else:
+        data_dir = Path(config.server.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        store = SQLiteCaseStore(data_dir / "cases.sqlite3")
+    store.node = db.node
+    return store
+
+
 class ContactCenter:
     """IVR -> ACD -> agent or voicemail, every step in the call's case.
 
@@ -156,7 +174,7 @@ class ContactCenter:
         self.settings = read_settings(config)
         self.ivr: IvrConfig = self.settings.ivr
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = SQLiteCaseStore(self.settings.data_dir / "cases.sqlite3")
+        self.store = open_case_store(config)
         self.writer = AsyncCaseWriter(self.store)
         self.cases = CaseLog(self.writer, clock)
         self.telemetry = QueueTelemetry(metrics)

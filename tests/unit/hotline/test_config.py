@@ -74,6 +74,9 @@ def test_syntax_error_has_line() -> None:
             "nowhere",
         ),
         ("unknown_section = 1\n", "unknown_section", "unknown key"),
+        ('[database]\nurl = "mysql://db/x"\n', "database.url", "postgresql://"),
+        ('[database]\nschema = "Bad-Name"\n', "database.schema", "pattern"),
+        ('[database]\nnode = "a b"\n', "database.node", "pattern"),
     ],
 )
 def test_validation_errors(text: str, path: str, fragment: str) -> None:
