@@ -343,6 +343,22 @@ class DatabaseConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """``[cluster]``: this node is one of several (docs/cluster.md). Needs ``[database]`` with
+    a PostgreSQL ``url`` and this node's ``node`` name; ``hotline serve --cluster`` turns it on."""
+
+    enabled: bool = False
+    """True when the file has a ``[cluster]`` section."""
+    edge: tuple[str, int] | None = None
+    """The edge (Kamailio): an agent whose phone registered through another node is rung
+    through it, and the real source it passes in ``X-Hotline-Source`` is trusted from it."""
+    brain: bool = True
+    """Run a routing brain here (the active one, or a hot standby)."""
+    lease_seconds: float = 3.0
+    """The active brain's lease: a standby takes over within about 1-1.4 of these."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: str
     server: ServerConfig
@@ -362,6 +378,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def error(self, path: str, reason: str) -> ConfigError:
         """A ConfigError for ``path`` in this file, located to its line when possible."""
@@ -958,6 +975,25 @@ class DatabaseModel(BaseModel):
         return DatabaseConfig(url=self.url, schema=self.schema_name, node=self.node)
 
 
+class ClusterModel(BaseModel):
+    """``[cluster]``: one of several hotline nodes behind an edge, sharing one PostgreSQL
+    record and one routing brain (docs/cluster.md)."""
+
+    model_config = STRICT
+
+    edge: SipAddress | None = None
+    """The edge (Kamailio) "IP:PORT"."""
+    brain: bool = True
+    """Run a routing brain (active or hot standby) on this node."""
+    lease_seconds: Annotated[float, Field(gt=0.5, le=60)] = 3.0
+
+    def build(self) -> ClusterConfig:
+        edge = parse_hostport(self.edge, default_port=5060) if self.edge else None
+        return ClusterConfig(
+            enabled=True, edge=edge, brain=self.brain, lease_seconds=self.lease_seconds
+        )
+
+
 class ConfigModel(BaseModel):
     """The whole file. ``entry_points`` is the one required section: a service that no number
     leads to does nothing."""
@@ -976,6 +1012,7 @@ class ConfigModel(BaseModel):
     voicemail: VoicemailModel = VoicemailModel()
     escalation: EscalationModel = EscalationModel()
     database: DatabaseModel = DatabaseModel()
+    cluster: ClusterModel | None = None
     entry_points: dict[str, EntryPointModel] = Field(
         default={}, json_schema_extra={"minProperties": 1}
     )
@@ -1104,6 +1141,13 @@ class ConfigModel(BaseModel):
                         f"escalation.targets.{level}", f"is not a level of the chain {esc.chain}"
                     )
                 )
+        if self.cluster is not None:
+            if not self.database.url:
+                issues.append(
+                    ConfigIssue("cluster", "needs [database] url: the nodes share PostgreSQL")
+                )
+            if not self.database.node:
+                issues.append(ConfigIssue("cluster", "needs [database] node: this node's name"))
         base = _config_dir(source)
         http = self.http.build(base)
         server = self.server.build(base)
@@ -1133,6 +1177,7 @@ class ConfigModel(BaseModel):
             http=http,
             security=self.security.build(),
             database=self.database.build(),
+            cluster=self.cluster.build() if self.cluster is not None else ClusterConfig(),
         )
 
 

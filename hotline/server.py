@@ -138,11 +138,14 @@ class Hotline:
                 udp_receive_buffer=sip.udp_receive_buffer,
                 limits=dataclasses.replace(
                     sip.limits,
-                    trusted=sip.limits.trusted | {t.address[0] for t in config.trunks},
+                    trusted=sip.limits.trusted
+                    | {t.address[0] for t in config.trunks}
+                    | ({config.cluster.edge[0]} if config.cluster.edge else set()),
                 ),
                 max_calls_per_source=calls_per_source(config),
                 srtp=sip.srtp,
                 srtp_over_plain_sip=sip.srtp_over_plain_sip,
+                edge=config.cluster.edge if config.cluster.enabled else None,
             ),
             media=self.media,
             registrations=self.registrations,

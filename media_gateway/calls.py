@@ -51,6 +51,8 @@ class UaSettings:
     their own (``Trunk.srtp``)."""
     srtp_over_plain_sip: bool = False
     """Negotiate SDES keys over SIP that is not TLS (UDP, TCP) too."""
+    edge: tuple[str, int] | None = None
+    """A cluster's edge proxy: users not registered here are rung through it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -58,16 +58,31 @@ class Destinations:
         registrations: Registrations,
         trunks: Sequence[Trunk],
         clock: Callable[[], float],
+        edge: tuple[str, int] | None = None,
     ) -> None:
         self.public_host = public_host
         self.registrations = registrations
         self.trunks = list(trunks)
         self.clock = clock
+        self.edge = edge
+        """A cluster's edge proxy (Kamailio, docs/cluster.md): a user whose phone registered
+        through another node is rung through it (the edge keeps every node's bindings)."""
 
     def user(self, user: str, caller: str, display: str | None = None) -> Destination:
         """Where and how to ring ``user``'s best registered phone; ``display`` is the From
         display name the phone shows (e.g. ``sales: +33612345678``), "hotline" without one."""
         bindings = self.registrations.contacts(user, self.clock())
+        if not bindings and self.edge is not None:
+            # Registered through another node, perhaps: the edge looks the user up.
+            at = f"sip:{user}@{format_hostport(*self.edge)}"
+            return Destination(
+                uri=at,
+                dest=self.edge,
+                to_uri=at,
+                from_uri=f"sip:{caller}@{self.public_host}",
+                from_display=display_name(display or "") or "hotline",
+                agent=user,
+            )
         if not bindings:
             raise LookupError(f"agent {user!r} has no registered phone")
         b = bindings[0]

@@ -143,6 +143,7 @@ class SipUserAgent:
             registrations=registrations,
             trunks=self.trunks,
             clock=self.loop.time,
+            edge=settings.edge,
         )
         self.calls: dict[CallHandle, CallRecord] = {}
         self._by_source: Counter[str] = Counter()
@@ -499,13 +500,18 @@ class SipUserAgent:
             return policy
         return None if policy == "required" else "off"
 
+    def _trusted(self, ip: str) -> bool:
+        """``[sip.limits] trusted`` (a proxy or the cluster's edge carries many callers)."""
+        trusted = self.settings.limits.trusted
+        return ip in trusted or (self.settings.edge is not None and ip == self.settings.edge[0])
+
     def _source_full(self, ip: str) -> bool:
         """Whether ``ip`` already holds ``max_calls_per_source`` calls (one log line when it
         reaches it, not one per refused call)."""
         limit = self.settings.max_calls_per_source
         if not limit or self._by_source[ip] < limit:
             return False
-        if any(trunk.address[0] == ip for trunk in self.trunks):
+        if any(trunk.address[0] == ip for trunk in self.trunks) or self._trusted(ip):
             return False
         if ip not in self._limited:
             self._limited.add(ip)

@@ -45,6 +45,9 @@ def test_syntax_error_has_line() -> None:
     assert "TOML syntax error" in err.reason
 
 
+DB = '[database]\nurl = "postgresql://h@127.0.0.1/x"\nnode = "a"\n'
+
+
 @pytest.mark.parametrize(
     ("text", "path", "fragment"),
     [
@@ -77,6 +80,9 @@ def test_syntax_error_has_line() -> None:
         ('[database]\nurl = "mysql://db/x"\n', "database.url", "postgresql://"),
         ('[database]\nschema = "Bad-Name"\n', "database.schema", "pattern"),
         ('[database]\nnode = "a b"\n', "database.node", "pattern"),
+        ('[cluster]\nedge = "10.0.0.1:5060"\n', "cluster", "[database] url"),
+        (DB + '[cluster]\nedge = "edge.example:5060"\n', "cluster.edge", "resolves no names"),
+        (DB + "[cluster]\nlease_seconds = 0.1\n", "cluster.lease_seconds", "> 0.5"),
     ],
 )
 def test_validation_errors(text: str, path: str, fragment: str) -> None:
