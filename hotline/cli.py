@@ -45,6 +45,12 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _print_config_error(exc)
         return 2
+    if args.cluster and not config.cluster.enabled:
+        print(
+            f"hotline: --cluster: {config.source} has no [cluster] section (docs/cluster.md)",
+            file=sys.stderr,
+        )
+        return 2
     from hotline.auth.credentials import StaffFileError
 
     try:
@@ -236,6 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--sip", metavar="HOST:PORT", help="SIP listen address (UDP and TCP)")
     serve.add_argument("--http", metavar="HOST:PORT", help="HTTP API / metrics listen address")
     serve.add_argument("--data", metavar="DIR", help="data directory (SQLite file, recordings)")
+    serve.add_argument(
+        "--cluster",
+        action="store_true",
+        help="run as one node of a cluster; refuses a configuration without [cluster] "
+        "(docs/cluster.md)",
+    )
     serve.add_argument("--ready-file", metavar="PATH", help=argparse.SUPPRESS)
     serve.set_defaults(func=_serve)
 

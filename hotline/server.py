@@ -24,7 +24,7 @@ import signal
 import ssl
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
@@ -47,14 +47,18 @@ from media_gateway.sip.lockout import Locked, Lockout
 from media_gateway.streams import raise_open_file_limit
 from media_gateway.ua import SipUserAgent
 
+if TYPE_CHECKING:
+    from hotline.cluster.node import ClusterNode
+
 log = structlog.get_logger("hotline.server")
 
 
 class _Telephony:
     """The contact center's view of the telephony (``hotline.center.Telephony``)."""
 
-    def __init__(self, ua: SipUserAgent) -> None:
+    def __init__(self, ua: SipUserAgent, node: Hotline | None = None) -> None:
         self.ua = ua
+        self.node = node
 
     async def originate(
         self, target: str, *, ring_timeout: float, caller: str, display: str | None = None
@@ -64,7 +68,17 @@ class _Telephony:
         )
 
     def agent_reachable(self, agent_id: str) -> bool:
-        return self.ua.registrations.reachable(agent_id, self.ua.loop.time())
+        if self.ua.registrations.reachable(agent_id, self.ua.loop.time()):
+            return True
+        # On a cluster's node: a phone registered through another node (which logged the
+        # agent in with the brain) is rung through the edge.
+        node = self.node
+        if node is None or node.cluster is None or self.ua.settings.edge is None:
+            return False
+        try:
+            return node.center.engine.agent_status(agent_id).state != "logged_out"
+        except KeyError:
+            return False
 
 
 def media_client(config: Config) -> MediaClient:
@@ -160,7 +174,22 @@ class Hotline:
             on_limit=self.metrics.connection_limited,
         )
         self.switch.ua = self.ua
-        self.center = ContactCenter(config, _Telephony(self.ua), metrics=self.metrics)
+        self.cluster: ClusterNode | None = None
+        """This node's part in a cluster (``[cluster]``): its ACD over the routing brain."""
+        if config.cluster.enabled:
+            from hotline.cluster.node import ClusterNode  # psycopg: the postgres extra
+
+            self.cluster = ClusterNode(config, registry=self.metrics.registry)
+        self.center = ContactCenter(
+            config,
+            _Telephony(self.ua, self),
+            metrics=self.metrics,
+            cluster=self.cluster.acd if self.cluster is not None else None,
+        )
+        if self.cluster is not None:
+            self.center.persist_engine_log = lambda: (
+                self.cluster is not None and self.cluster.brain_active
+            )
         self.audit = AuditTrail(self.center.store)
         """Every state-changing API call, sign-in and lockout (hotline/auth/audit.py)."""
         self.switch.center = self.center.handle_call
@@ -197,12 +226,16 @@ class Hotline:
         await self.media.start()
         await self.ua.start()
         self.registrations.restore(self.ua.loop.time())  # before the center logs agents in
+        if self.cluster is not None:
+            await self.cluster.start()
         await self.center.start()
 
     async def stop(self) -> None:
         await self.ua.stop()
         await self.audit.flush()
         await self.center.close()
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.media.close()
 
 

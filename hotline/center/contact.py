@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 from structlog.contextvars import bound_contextvars
@@ -47,7 +47,7 @@ from hotline.center.recovery import Recovered, recover
 from hotline.center.routing import RoutingDesk
 from hotline.center.stats import StatsView
 from hotline.center.telemetry import QueueMetrics, QueueTelemetry
-from hotline.center.telephony import Telephony
+from hotline.center.telephony import Acd, Telephony
 from hotline.center.waiting import QueueItem, QueueResult, WaitingRoom
 from hotline.config import Config, load_ivr
 from ivr.flow import IvrConfig
@@ -55,6 +55,9 @@ from ivr.runner import Outcome, run_flow
 from media_gateway.media.engine import MediaError
 from media_gateway.session import MEDIA_CAUSES, CallSession, SessionEnded
 from voicemail import box as voicemail
+
+if TYPE_CHECKING:  # psycopg comes with the postgres extra: a single node needs none of it
+    from hotline.cluster.brain import ClusterAcd
 
 log = structlog.get_logger("hotline.center")
 
@@ -167,7 +170,10 @@ class ContactCenter:
         *,
         clock: Callable[[], float] = time.time,
         metrics: QueueMetrics | None = None,
+        cluster: ClusterAcd | None = None,
     ) -> None:
+        """``cluster``: on a cluster's node, the ACD over the routing brain (its engine a
+        replica); the center binds its actions and log to it. Otherwise an engine of its own."""
         self.config = config
         self.telephony = telephony
         self._clock = clock
@@ -178,10 +184,20 @@ class ContactCenter:
         self.writer = AsyncCaseWriter(self.store)
         self.cases = CaseLog(self.writer, clock)
         self.telemetry = QueueTelemetry(metrics)
-        self.engine = AcdEngine(self.settings.acd, rng=random.Random(), now=clock())
-        self.acd = AcdService(
-            self.engine, on_action=self._on_action, on_log=self._on_log, clock=clock
-        )
+        self.acd: Acd
+        self.cluster = cluster
+        self.persist_engine_log: Callable[[], bool] = lambda: True
+        """Whether this node writes the engine's log records to the case store: every node
+        of a cluster sees them all, so only the one whose brain is active writes them."""
+        if cluster is not None:
+            self.engine = cluster.engine
+            cluster.bind(self._on_action, self._on_log)
+            self.acd = cluster
+        else:
+            self.engine = AcdEngine(self.settings.acd, rng=random.Random(), now=clock())
+            self.acd = AcdService(
+                self.engine, on_action=self._on_action, on_log=self._on_log, clock=clock
+            )
         self.stats_view = StatsView(self.writer, self.engine, clock=clock)
         """Live statistics from the stored engine log: queues now and per interval, an agent's
         day (stats.py); ``await stats_view.snapshot()`` is the statistics tick."""
@@ -261,7 +277,11 @@ class ContactCenter:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self.acd.close()
+        if self.cluster is not None:
+            await self.cluster.close()
+        else:
+            assert isinstance(self.acd, AcdService)
+            self.acd.close()
         with contextlib.suppress(Exception):
             await self.writer.close()
         self.store.close()
@@ -531,7 +551,8 @@ class ContactCenter:
     def _on_log(self, records: list[LogRecord]) -> None:
         for record in records:
             self.telemetry.fold(record)
-        self.cases.engine_log([r.to_dict() for r in records])
+        if self.persist_engine_log():
+            self.cases.engine_log([r.to_dict() for r in records])
         self.events.engine_log(records)
 
     def _on_action(self, action: act.Action) -> None:

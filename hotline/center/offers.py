@@ -26,11 +26,10 @@ from structlog.contextvars import bound_contextvars
 
 from acd import actions as act
 from acd import events as acd_ev
-from acd.service import AcdService
 from hotline.center.caselog import CaseLog
 from hotline.center.reap import reap
 from hotline.center.recordings import CallRecorder
-from hotline.center.telephony import Telephony
+from hotline.center.telephony import Acd, Telephony
 from hotline.center.waiting import QueueItem, Spawn
 from media_gateway.media.engine import MediaError
 from media_gateway.session import CallSession, SessionEnded, keep_bridged
@@ -60,7 +59,7 @@ class Offers:
         self,
         *,
         telephony: Telephony,
-        acd: AcdService,
+        acd: Acd,
         cases: CaseLog,
         items: dict[str, QueueItem],
         clock: Callable[[], float],

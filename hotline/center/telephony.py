@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from acd.engine import AcdEngine
+from acd.events import Event
 from media_gateway.session import CallSession
 
 
@@ -21,3 +23,16 @@ class Telephony(Protocol):
 
     def agent_reachable(self, agent_id: str) -> bool:
         """True while the agent has a registered phone or an open browser phone."""
+
+
+class Acd(Protocol):
+    """The center's ACD: :class:`acd.service.AcdService` on one node, or
+    :class:`hotline.cluster.brain.ClusterAcd` on a cluster's node (the engine is then a replica
+    of the routing brain's, and ``handle`` reaches it shortly after it returns)."""
+
+    @property
+    def engine(self) -> AcdEngine: ...
+
+    def now(self) -> float: ...
+
+    def handle(self, event: Event) -> None: ...

@@ -25,10 +25,10 @@ from typing import Any, Literal
 import structlog
 
 from acd import events as acd_ev
-from acd.service import AcdService
 from acd.store.work import StoredWork
 from hotline.center.caselog import CaseLog, WorkKind
 from hotline.center.reap import reap
+from hotline.center.telephony import Acd
 from ivr.runner import Outcome
 from media_gateway.media.engine import MediaError
 from media_gateway.prompts import number_words
@@ -103,7 +103,7 @@ class WaitingRoom:
     def __init__(
         self,
         *,
-        acd: AcdService,
+        acd: Acd,
         cases: CaseLog,
         items: dict[str, QueueItem],
         clock: Callable[[], float],

@@ -769,7 +769,11 @@ class ClusterAcd:
         on_action: Callable[[Action], None],
         on_log: Callable[[list[LogRecord]], None] | None = None,
         clock: Callable[[], float] = time.time,
+        origin: Origin | None = None,
     ) -> None:
+        """``origin``: the engine's origin when the caller has it already (a node reads it,
+        or writes it first, at start-up: :func:`hotline.cluster.node.open_origin`), so that
+        ``engine`` is there before :meth:`start`; otherwise :meth:`start` waits for it."""
         if node_id == EVERY_NODE:
             raise ValueError(f"node id {EVERY_NODE!r} is reserved")
         self.settings = settings
@@ -777,7 +781,7 @@ class ClusterAcd:
         self._on_action = on_action
         self._on_log = on_log
         self._clock = clock
-        self.replica: Replica | None = None
+        self.replica: Replica | None = Replica(origin) if origin is not None else None
         self._outbox: list[tuple[str, str]] = []
         self._incarnation = uuid.uuid4().hex[:12]
         self._outbox_ready = asyncio.Event()
@@ -800,6 +804,15 @@ class ClusterAcd:
     def now(self) -> float:
         return self._clock()
 
+    def bind(
+        self,
+        on_action: Callable[[Action], None],
+        on_log: Callable[[list[LogRecord]], None] | None = None,
+    ) -> None:
+        """Where actions and log records go (the contact center, once it is built)."""
+        self._on_action = on_action
+        self._on_log = on_log
+
     def handle(self, event: Event) -> None:
         """Queue ``event`` for the brain (sent in order, in the background)."""
         if self._closed:
@@ -820,13 +833,14 @@ class ClusterAcd:
         await reader.execute(f"LISTEN {self.settings.log_channel}")
         loop = asyncio.get_running_loop()
         give_up = loop.time() + origin_wait
-        origin = await load_origin(reader)
-        while origin is None:
-            if loop.time() > give_up:
-                raise TimeoutError("no ACD origin: is a brain running?")
-            await _wait_notify(reader, 0.2)
+        if self.replica is None:
             origin = await load_origin(reader)
-        self.replica = Replica(origin)
+            while origin is None:
+                if loop.time() > give_up:
+                    raise TimeoutError("no ACD origin: is a brain running?")
+                await _wait_notify(reader, 0.2)
+                origin = await load_origin(reader)
+            self.replica = Replica(origin)
         if not from_start:
             cur = await reader.execute("SELECT coalesce(max(seq), 0) FROM acd_input")
             row = await cur.fetchone()
