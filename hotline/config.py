@@ -356,6 +356,9 @@ class ClusterConfig:
     """Run a routing brain here (the active one, or a hot standby)."""
     lease_seconds: float = 3.0
     """The active brain's lease: a standby takes over within about 1-1.4 of these."""
+    node_timeout_seconds: float = 10.0
+    """A node silent this long is lost: its calls end, its cases close (``node_lost``) and
+    its queued work moves to the active brain's node."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -986,11 +989,16 @@ class ClusterModel(BaseModel):
     brain: bool = True
     """Run a routing brain (active or hot standby) on this node."""
     lease_seconds: Annotated[float, Field(gt=0.5, le=60)] = 3.0
+    node_timeout_seconds: Annotated[float, Field(gt=1, le=600)] = 10.0
 
     def build(self) -> ClusterConfig:
         edge = parse_hostport(self.edge, default_port=5060) if self.edge else None
         return ClusterConfig(
-            enabled=True, edge=edge, brain=self.brain, lease_seconds=self.lease_seconds
+            enabled=True,
+            edge=edge,
+            brain=self.brain,
+            lease_seconds=self.lease_seconds,
+            node_timeout_seconds=self.node_timeout_seconds,
         )
 
 

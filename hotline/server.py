@@ -187,6 +187,7 @@ class Hotline:
             cluster=self.cluster.acd if self.cluster is not None else None,
         )
         if self.cluster is not None:
+            self.cluster.on_node_lost = self.center.take_over
             self.center.persist_engine_log = lambda: (
                 self.cluster is not None and self.cluster.brain_active
             )

@@ -530,6 +530,15 @@ class SqlCaseStore(ABC):
             cur.execute(self._q("DELETE FROM queued_work WHERE call_id = ?"), (call_id,))
             return bool(cur.rowcount)
 
+    def adopt_work(self, node: str) -> list[str]:
+        """Take over the queued work a lost node kept (it becomes this node's); its ids."""
+        with self._tx() as cur:
+            cur.execute(
+                self._q("UPDATE queued_work SET node = ? WHERE node = ? RETURNING call_id"),
+                (self.node, node),
+            )
+            return [str(r[0]) for r in cur.fetchall()]
+
     def queued_work(self) -> list[StoredWork]:
         """Every message and callback request this node kept, in the callers' original
         arrival order."""
@@ -569,16 +578,17 @@ class SqlCaseStore(ABC):
             cur.execute(self._q("DELETE FROM live_calls WHERE case_id = ?"), (case_id,))
             return bool(cur.rowcount)
 
-    def live_calls(self) -> list[LiveCall]:
-        """This node's calls whose end was never written (after a crash: the calls it cut
-        off; a neighbour's calls in progress are not its to close)."""
+    def live_calls(self, node: str | None = None) -> list[LiveCall]:
+        """This node's (or ``node``'s) calls whose end was never written (after a crash: the
+        calls it cut off; a neighbour's calls in progress are not its to close, unless the
+        cluster found that neighbour lost)."""
         with self._tx() as cur:
             cur.execute(
                 self._q(
                     "SELECT case_id, call_id, opened_at FROM live_calls WHERE node = ?"
                     " ORDER BY case_id"
                 ),
-                (self.node,),
+                (self.node if node is None else node,),
             )
             return [LiveCall(int(r[0]), r[1], float(r[2])) for r in cur.fetchall()]
 

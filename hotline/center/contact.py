@@ -270,6 +270,17 @@ class ContactCenter:
             )
         )
 
+    async def take_over(self, lost_node: str) -> Recovered:
+        """A cluster node was found lost by the routing brain running here: close its cases
+        (``node_lost``) and queue its kept messages and callbacks here (recovery.py)."""
+        return await recover(
+            self.cases,
+            self.room,
+            queues=set(self.engine.config.queues),
+            clock=self._clock,
+            lost_node=lost_node,
+        )
+
     async def close(self) -> None:
         """Stop every task (agent legs, announcements), the engine's timer and the writer."""
         self.feed.close()

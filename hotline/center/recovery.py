@@ -49,16 +49,29 @@ class Recovered:
     """Work kept but not queued: its queue is no longer configured (it stays kept)."""
 
 
+NODE_LOST_CAUSE = "node_lost"
+"""The cause on the closing event of a call held by a cluster node that was found lost."""
+
+
 async def recover(
     cases: CaseLog,
     room: WaitingRoom,
     *,
     queues: Collection[str],
     clock: Callable[[], float],
+    lost_node: str | None = None,
 ) -> Recovered:
-    """Close the calls a crash cut off, then queue the kept work again (see the module)."""
+    """Close the calls a crash cut off, then queue the kept work again (see the module).
+
+    ``lost_node``: instead of this node's own, the calls and work of a cluster node the
+    routing brain found lost (its heartbeat stopped): its calls are closed with cause
+    ``node_lost`` and its queued work becomes this node's, queued again here."""
     writer = cases.writer
-    live = await writer.run(lambda store: store.live_calls())
+    cause = RESTART_CAUSE if lost_node is None else NODE_LOST_CAUSE
+    live = await writer.run(lambda store: store.live_calls(lost_node))
+    adopted: set[str] | None = None
+    if lost_node is not None:
+        adopted = set(await writer.run(lambda store: store.adopt_work(lost_node)))
     now = clock()
     for call in live:
         closing = CaseEvent(
@@ -66,19 +79,23 @@ async def recover(
             kind="hung_up",
             actor="system",
             data={
-                "cause": RESTART_CAUSE,
+                "cause": cause,
                 "call_id": call.call_id,
                 "opened_at": call.opened_at,
+                **({"node": lost_node} if lost_node is not None else {}),
             },
         )
         await writer.run(functools.partial(_end, case_id=call.case_id, event=closing))
         log.warning(
-            "call_closed_after_restart",
+            "call_closed_after_restart" if lost_node is None else "call_closed_node_lost",
             case_id=call.case_id,
             call_id=call.call_id,
-            cause=RESTART_CAUSE,
+            cause=cause,
+            node=lost_node,
         )
     kept = await writer.run(lambda store: store.queued_work())
+    if adopted is not None:  # this node's own work is queued already
+        kept = [w for w in kept if w.call_id in adopted]
     restored: list[StoredWork] = []
     held: list[StoredWork] = []
     for work in kept:  # oldest arrival first
@@ -105,7 +122,8 @@ async def recover(
         restored.append(work)
     if live or kept:
         log.info(
-            "recovered_after_restart",
+            "recovered_after_restart" if lost_node is None else "recovered_lost_node",
+            node=lost_node,
             calls_closed=len(live),
             work_restored=len(restored),
             work_held=len(held),
@@ -117,4 +135,4 @@ def _end(store: CaseStore, *, case_id: int, event: CaseEvent) -> bool:
     return store.end_call(case_id, [event])
 
 
-__all__ = ["RESTART_CAUSE", "Recovered", "recover"]
+__all__ = ["NODE_LOST_CAUSE", "RESTART_CAUSE", "Recovered", "recover"]

@@ -53,7 +53,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, NamedTuple
@@ -125,6 +125,9 @@ class ClusterSettings:
     lease, plus up to a third of a lease until the standby's next try)."""
     batch: int = 500
     """At most this many inbox rows per log transaction."""
+    node_timeout: float = 10.0
+    """A node whose heartbeat (every third of a lease) is older than this is lost: the active
+    brain ends its calls in the engine and hands its cases and queued work to its own node."""
 
     def __post_init__(self) -> None:
         if not _SCHEMA_NAME.match(self.schema):
@@ -171,6 +174,11 @@ CREATE TABLE IF NOT EXISTS acd_actions (
     PRIMARY KEY (seq, idx)
 );
 CREATE INDEX IF NOT EXISTS acd_actions_node ON acd_actions (node, seq, idx);
+CREATE TABLE IF NOT EXISTS cluster_nodes (
+    node text PRIMARY KEY,
+    seen_at timestamptz NOT NULL,
+    lost_at timestamptz
+);
 CREATE TABLE IF NOT EXISTS acd_lease (
     name text PRIMARY KEY,
     holder text NOT NULL,
@@ -329,6 +337,10 @@ class Replica:
         """The node holding ``call_id`` (while the engine knows the call)."""
         return self._call_node.get(call_id)
 
+    def calls_of(self, node: str) -> list[str]:
+        """The calls (and queued work) the engine knows that ``node`` holds, oldest first."""
+        return [c for c, n in self._call_node.items() if n == node]
+
 
 async def load_origin(conn: psycopg.AsyncConnection[Any]) -> Origin | None:
     cur = await conn.execute("SELECT config, seed, start FROM acd_origin WHERE id = 1")
@@ -413,6 +425,12 @@ class BrainMetrics:
             ["node"],
             registry=self.registry,
         )
+        self.nodes_lost = Counter(
+            "hotline_acd_brain_nodes_lost",
+            "Nodes this brain, active, found lost (heartbeat older than node_timeout)",
+            ["node"],
+            registry=self.registry,
+        )
         self.takeovers = Counter(
             "hotline_acd_brain_takeovers",
             "Times this brain took the lease",
@@ -454,9 +472,15 @@ class Brain:
         seed: int = 0,
         clock: Callable[[], float] = time.time,
         metrics: BrainMetrics | None = None,
+        on_node_lost: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.node_id = node_id
+        self.on_node_lost = on_node_lost
+        """Called by the active brain once per node it finds lost (no heartbeat for
+        ``node_timeout``), after that node's calls were ended in the engine: the node running
+        this brain closes the lost node's cases and takes over its queued work."""
+        self._lost: set[str] = set()
         self._config = config
         self._seed = seed
         self._clock = clock
@@ -668,7 +692,12 @@ class Brain:
 
     async def _handle_loop(self, work: psycopg.AsyncConnection[Any]) -> None:
         poll = self.settings.lease_seconds / 6
+        check_every = self.settings.lease_seconds / 3
+        next_check = time.monotonic()
         while True:
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + check_every
+                await self._check_nodes(work)
             moved = await self._append(work)
             if moved:
                 continue
@@ -677,6 +706,42 @@ class Brain:
             wait = poll if deadline is None else min(poll, deadline - self._clock())
             if wait > 0:
                 await _wait_notify(work, wait)
+
+    async def _check_nodes(self, work: psycopg.AsyncConnection[Any]) -> None:
+        """Find the nodes whose heartbeat stopped; end their calls in the engine (through the
+        inbox, so the log has it), once per call, and tell this brain's node."""
+        replica = self.replica
+        assert replica is not None
+        cur = await work.execute(
+            "UPDATE cluster_nodes SET lost_at = now() WHERE lost_at IS NULL AND node <> %s"
+            " AND seen_at < now() - make_interval(secs => %s) RETURNING node",
+            (self.node_id, self.settings.node_timeout),
+        )
+        newly = [str(r[0]) for r in await cur.fetchall()]
+        cur = await work.execute("SELECT node FROM cluster_nodes WHERE lost_at IS NOT NULL")
+        self._lost = {str(r[0]) for r in await cur.fetchall()}
+        ended: list[tuple[str, str, str]] = []
+        now = self._clock()
+        for node in sorted(self._lost):
+            for call_id in replica.calls_of(node):  # stragglers too: arrived after the loss
+                body = encode_event(CallEnded(at=now, call_id=call_id))
+                ended.append((node, f"lost:{node}:{call_id}", body))
+        if ended:
+            async with work.transaction(), work.cursor() as c:
+                await c.executemany(
+                    "INSERT INTO acd_inbox (node, key, body) VALUES (%s, %s, %s::jsonb)"
+                    " ON CONFLICT (key) DO NOTHING",
+                    ended,
+                )
+        for node in newly:
+            calls = [k for n, k, _ in ended if n == node]
+            self._log.warning("cluster_node_lost", lost=node, calls_ended=len(calls))
+            self.metrics.nodes_lost.labels(self.node_id).inc()
+            if self.on_node_lost is not None:
+                try:
+                    await self.on_node_lost(node)
+                except Exception:
+                    self._log.exception("cluster node takeover failed", lost=node)
 
     async def _append(self, work: psycopg.AsyncConnection[Any]) -> int:
         """Move one batch of inbox rows (or one due tick) into the log, fenced by the lease."""
@@ -848,9 +913,13 @@ class ClusterAcd:
         else:
             self._action_cursor = (0, -1)
         await self._pull(reader)
+        beat = await connect(self.settings)
+        self._conns.append(beat)
+        await self._beat(beat)
         self._tasks = [
             asyncio.create_task(self._send_loop(sender), name=f"acd-send-{self.node_id}"),
             asyncio.create_task(self._tail_loop(reader), name=f"acd-tail-{self.node_id}"),
+            asyncio.create_task(self._heartbeat(beat), name=f"acd-beat-{self.node_id}"),
         ]
 
     async def close(self) -> None:
@@ -907,6 +976,26 @@ class ClusterAcd:
                 self._sent_count += len(batch)
                 async with self._sent:
                     self._sent.notify_all()
+
+    async def _beat(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(
+            "INSERT INTO cluster_nodes (node, seen_at) VALUES (%s, now())"
+            " ON CONFLICT (node) DO UPDATE SET seen_at = now(), lost_at = NULL",
+            (self.node_id,),
+        )
+
+    async def _heartbeat(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """This node is alive: its row in ``cluster_nodes``, every third of a lease (a node
+        back after being found lost is a node again, for new calls)."""
+        while True:
+            await asyncio.sleep(self.settings.lease_seconds / 3)
+            try:
+                await self._beat(conn)
+            except (psycopg.Error, OSError) as exc:
+                self._log.warning("cluster heartbeat failed", error=repr(exc))
+                await _close(conn)
+                await asyncio.sleep(0.2)
+                conn = await self._reconnect(conn)
 
     async def _reconnect(self, old: psycopg.AsyncConnection[Any]) -> psycopg.AsyncConnection[Any]:
         while True:

@@ -18,7 +18,7 @@ import contextlib
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -48,6 +48,7 @@ def cluster_settings(config: Config) -> ClusterSettings:
         dsn=config.database.url,
         schema=config.database.schema,
         lease_seconds=config.cluster.lease_seconds,
+        node_timeout=config.cluster.node_timeout_seconds,
     )
 
 
@@ -107,11 +108,19 @@ class ClusterNode:
                 seed=origin.seed,
                 clock=clock,
                 metrics=BrainMetrics(registry),
+                on_node_lost=self._node_lost,
             )
             if config.cluster.brain
             else None
         )
         self._brain_task: asyncio.Task[None] | None = None
+        self.on_node_lost: Callable[[str], Awaitable[Any]] | None = None
+        """What this node does when its active brain finds another node lost (the contact
+        center's ``take_over``)."""
+
+    async def _node_lost(self, node: str) -> None:
+        if self.on_node_lost is not None:
+            await self.on_node_lost(node)
 
     @property
     def brain_active(self) -> bool:

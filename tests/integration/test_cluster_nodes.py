@@ -40,6 +40,7 @@ node = "{node}"
 
 [cluster]
 lease_seconds = 2
+node_timeout_seconds = 4
 
 [[agents]]
 id = "bob"
@@ -69,7 +70,7 @@ def schema() -> Iterator[tuple[str, str]]:
 def query(dsn: str, schema: str, sql: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"SET search_path TO {schema}")
-        return conn.execute(sql).fetchall()  # type: ignore[arg-type]
+        return conn.execute(sql).fetchall()
 
 
 async def until(check: Callable[[], Any], what: str, within: float = 30.0) -> Any:
@@ -166,6 +167,59 @@ async def test_the_brain_routes_calls_of_every_node_and_its_standby_takes_over_a
         # (an event the dead active had not taken yet waited in the inbox for its successor).
         epochs = [e for (e,) in query(dsn, name, "SELECT epoch FROM acd_input ORDER BY seq")]
         assert epochs == sorted(epochs) and epochs[-1] >= 2
+    finally:
+        for server in nodes.values():
+            server.stop()
+
+
+async def test_a_lost_nodes_waiting_call_leaves_the_queue_and_its_case_is_closed(
+    tmp_path: Path, schema: tuple[str, str]
+) -> None:
+    dsn, name = schema
+    nodes: dict[str, Server] = {}
+    try:
+        for n in ("a", "b"):
+            (tmp_path / n).mkdir()
+            nodes[n] = start_server(tmp_path / n, CONFIG.format(dsn=dsn, schema=name, node=n))
+        [(active,)] = await until(
+            lambda: query(dsn, name, "SELECT holder FROM acd_lease WHERE expires_at > now()"),
+            "an active brain",
+        )
+        other = "b" if active == "a" else "a"
+        caller_dir = tmp_path / "caller"
+        caller_dir.mkdir()
+        write_rtp_pcap(caller_dir / "caller.pcap", pcmu_packets(silence(12.0), ssrc=0x100))
+        async with sipp("hotline_caller.xml", workdir=caller_dir, target=nodes[other].sip,
+                        timeout=60, extra=["-cid_str", "lost-%u-%p@x"]):  # fmt: skip
+            # The caller waits in the queue (nobody is logged in), held by the other node.
+            [(call_id,)] = await until(
+                lambda: query(
+                    dsn,
+                    name,
+                    "SELECT body->>'call_id' FROM acd_input WHERE body->>'type' = 'CallArrived'",
+                ),
+                "the call in the engine",
+            )
+            kill_9(nodes[other])
+            # The active brain finds the node lost, ends its call in the engine, and its own
+            # node closes the case.
+            ended = await until(
+                lambda: query(
+                    dsn,
+                    name,
+                    "SELECT node FROM acd_input WHERE body->>'type' = 'CallEnded'"
+                    f" AND body->>'call_id' = '{call_id}'",
+                ),
+                "the lost node's call ended in the engine",
+                within=30,
+            )
+            assert ended == [(other,)]
+            [(data,)] = await until(
+                lambda: query(dsn, name, "SELECT data FROM case_events WHERE kind = 'hung_up'"),
+                "the lost node's case closed",
+            )
+            assert data["cause"] == "node_lost" and data["node"] == other
+            assert query(dsn, name, "SELECT count(*) FROM live_calls") == [(0,)]
     finally:
         for server in nodes.values():
             server.stop()

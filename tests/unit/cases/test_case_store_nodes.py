@@ -43,3 +43,21 @@ def test_each_node_finds_only_its_own_live_calls_and_queued_work(
     assert [w.call_id for w in b.queued_work()] == ["vm-b"]
     # the record itself is shared: either node reads every case
     assert {c.id for c in a.list_cases()} == {c.id for c in b.list_cases()} == {ca.id, cb.id}
+
+
+def test_a_node_takes_over_a_lost_nodes_calls_and_work(
+    two_nodes: tuple[PostgresCaseStore, PostgresCaseStore],
+) -> None:
+    a, b = two_nodes
+    ca = a.open_case(NewCase(caller_number="+1555", at=1.0, call_id="call-a"), live=True)
+    cb = b.open_case(NewCase(caller_number="+1666", at=2.0, call_id="call-b"), live=True)
+    a.save_work(StoredWork(call_id="vm-a", case_id=ca.id, kind="voicemail", queue="support",
+                           enqueued_at=1.0, created_at=1.0))  # fmt: skip
+    b.save_work(StoredWork(call_id="vm-b", case_id=cb.id, kind="voicemail", queue="support",
+                           enqueued_at=2.0, created_at=2.0))  # fmt: skip
+    # b is lost: a reads b's calls in progress and takes b's queued work
+    assert [c.call_id for c in a.live_calls("b")] == ["call-b"]
+    assert a.adopt_work("b") == ["vm-b"]
+    assert [w.call_id for w in a.queued_work()] == ["vm-a", "vm-b"]
+    assert b.queued_work() == []
+    assert a.adopt_work("b") == []  # nothing twice
