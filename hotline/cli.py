@@ -21,6 +21,7 @@ import socket
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
 from agent_client.terminal import add_command as add_agent_command
 from hotline.config import (
@@ -33,6 +34,9 @@ from hotline.config import (
 )
 from sim.cli import add_commands
 from sim.load.cli import add_command as add_load_command
+
+if TYPE_CHECKING:
+    from hotline.auth.credentials import StaffEntry
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -141,6 +145,11 @@ def _check_config(args: argparse.Namespace) -> int:
     except StaffFileError as exc:
         print(f"hotline: staff file: {exc}", file=sys.stderr)
         return 2
+    if config.database.url:  # the shared staff table, as it is (nothing written)
+        try:
+            credentials = StaffCredentials.open(config, write=False)
+        except StaffFileError as exc:
+            print(f"hotline: warning: staff table not checked: {exc}", file=sys.stderr)
     for warning in credentials.warnings():
         print(f"hotline: warning: {warning}", file=sys.stderr)
     print(
@@ -200,6 +209,8 @@ def _passwd(args: argparse.Namespace) -> int:
     entry = make_entry(
         args.user, password, realm=config.sip.realm, algorithms=tuple(config.sip.auth_algorithms)
     )
+    if config.database.url:  # several nodes: the shared staff table (docs/cluster.md)
+        return _passwd_database(config, entry)
     try:
         set_password(path, entry)
     except StaffFileError as exc:
@@ -212,6 +223,34 @@ def _passwd(args: argparse.Namespace) -> int:
     print(
         f"hotline: {args.user}'s password set in {path} (argon2id; SIP digest {algorithms} "
         f"for realm {config.sip.realm!r})"
+    )
+    return 0
+
+
+def _passwd_database(config: Config, entry: StaffEntry) -> int:
+    """``hotline passwd`` with ``[database] url``: one atomic upsert into the staff table
+    every node follows (the staff file imported first if the table is still empty)."""
+    from hotline.auth.credentials import StaffFileError, open_staff_database
+
+    try:
+        database = open_staff_database(config)
+        try:
+            database.upsert(entry)
+        finally:
+            database.close()
+    except StaffFileError as exc:
+        print(f"hotline: staff credentials: {exc}", file=sys.stderr)
+        return 2
+    if database.imported:
+        print(
+            f"hotline: the staff table was empty: {database.imported} members imported from "
+            f"{config.server.staff_path} first (the database is the truth from now on)"
+        )
+    algorithms = ", ".join(config.sip.auth_algorithms)
+    print(
+        f"hotline: {entry.user}'s password set in the staff table ({database.where}; argon2id;"
+        f" SIP digest {algorithms} for realm {config.sip.realm!r}): every node uses it within"
+        " a few seconds"
     )
     return 0
 
@@ -256,7 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_check_config)
 
     passwd = sub.add_parser(
-        "passwd", help="set a staff member's password (hashes in the staff file, mode 0600)"
+        "passwd",
+        help="set a staff member's password (hashes in the staff file, mode 0600, or with "
+        "[database] url in the staff table every node shares)",
     )
     passwd.add_argument("user", help="the staff member's id ([[agents]] id)")
     passwd.add_argument("--config", metavar="FILE", help="TOML configuration", required=False)

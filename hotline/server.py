@@ -111,7 +111,8 @@ class Hotline:
         self.config = config
         server, sip = config.server, config.sip
         self.metrics = HotlineMetrics()
-        self.credentials = StaffCredentials(config)
+        self.credentials = StaffCredentials.open(config)
+        """The staff file's hashes, or with ``[database] url`` the shared staff table's."""
         self.lockout = Lockout(lockout_policy(config), on_lock=self._locked)
         """One brute-force lockout for every password check: API sign-in, REGISTER, browser
         phone (on the loop's clock)."""
@@ -230,6 +231,7 @@ class Hotline:
         if self.cluster is not None:
             await self.cluster.start()
         await self.center.start()
+        await self.credentials.start()  # with [database] url: follow the staff table
 
     async def stop(self) -> None:
         await self.ua.stop()
@@ -238,6 +240,7 @@ class Hotline:
         if self.cluster is not None:
             await self.cluster.stop()
         await self.media.close()
+        await self.credentials.stop()
 
 
 GC_UNFREEZE_EVERY = 60

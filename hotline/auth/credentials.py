@@ -27,10 +27,18 @@ for simple setups and tests) is used only for a member the file does not list.
 The file is read at start and again whenever it changes on disk (its modification time and
 size, looked at on each check), so ``hotline passwd`` takes effect without a restart. Writes are
 atomic: a temporary file in the same directory, fsync, rename.
+
+With ``[database] url`` (several nodes; docs/cluster.md, "Staff accounts") the same entries live
+in the database instead (hotline/auth/staff_db.py), and :meth:`StaffCredentials.open` reads them
+from there: at the first start on an empty table the staff file's entries are imported once;
+afterwards the database is the truth and the file is not read. The checks never touch the
+database: they read an in-memory copy that :meth:`StaffCredentials.watch` refreshes in a worker
+thread (every ``DB_POLL_SECONDS``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import hmac
@@ -44,6 +52,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import argon2
 import structlog
@@ -51,10 +60,16 @@ import structlog
 from hotline.config import Config
 from media_gateway.sip.auth import digest_ha1
 
+if TYPE_CHECKING:
+    from hotline.auth.staff_db import StaffDatabase, Stamp
+
 log = structlog.get_logger("hotline.auth")
 
 FORMAT_VERSION = 1
 ALGORITHMS = ("MD5", "SHA-256")
+
+DB_POLL_SECONDS = 2.0
+"""How often a node asks the database whether the staff table changed (one cheap query)."""
 
 HEADER = (
     "# hotline staff credentials, written by `hotline passwd`: hashes only (argon2id for the\n"
@@ -224,8 +239,9 @@ def set_password(path: Path, entry: StaffEntry) -> None:
 
 
 class StaffCredentials:
-    """Checks staff passwords: the staff file's hashes, else the configuration's plain
-    passwords. Re-reads the file when it changes."""
+    """Checks staff passwords: the staff file's hashes (or the database's, ``database``),
+    else the configuration's plain passwords. Re-reads the file when it changes; the
+    database's rows are refreshed by :meth:`watch`."""
 
     def __init__(
         self,
@@ -233,16 +249,108 @@ class StaffCredentials:
         *,
         path: Path | None = None,
         hasher: argon2.PasswordHasher | None = None,
+        database: StaffDatabase | None = None,
     ) -> None:
         self.config = config
         self.path = path if path is not None else config.server.staff_path
         self.hasher = hasher or password_hasher()
         self.realm = config.sip.realm
+        self.database = database
+        """The shared staff table: the source instead of the file (read once here, then
+        refreshed by :meth:`watch`, never by a check)."""
         self._entries: dict[str, StaffEntry] = {}
         self._stamp: tuple[int, int] | None = None
+        self._db_stamp: Stamp | None = None
+        self._db_failing = False
+        self._watch: asyncio.Task[None] | None = None
         self._dummy: str | None = None
         self._loaded = False
-        self.reload(strict=True)
+        if database is not None:
+            self._db_stamp, self._entries = database.read()
+            self._loaded = True
+        else:
+            self.reload(strict=True)
+
+    @classmethod
+    def open(
+        cls, config: Config, *, hasher: argon2.PasswordHasher | None = None, write: bool = True
+    ) -> StaffCredentials:
+        """A node's credentials: the staff file, or with ``[database] url`` the shared table
+        (migrated if needed; the staff file imported if the table is empty, once, logged).
+        ``write=False`` (``hotline check-config``): neither; an empty table reads as the file
+        that the first start would import. Synchronous: run at start-up. Raises
+        :class:`StaffFileError` (the file or the database cannot be read)."""
+        if not config.database.url:
+            return cls(config, hasher=hasher)
+        database = open_staff_database(config, write=write)
+        try:
+            if not write and not database.exists():
+                return cls(config, hasher=hasher)
+            credentials = cls(config, hasher=hasher, database=database)
+        finally:
+            database.close()  # until watch() polls (it reconnects): no idle connection
+        if not write and not credentials.entries:
+            return cls(config, hasher=hasher)
+        return credentials
+
+    @property
+    def source(self) -> str:
+        """Where the hashes come from, in words (for messages)."""
+        if self.database is not None:
+            return f"the staff table ({self.database.where})"
+        return f"the staff file {self.path}"
+
+    # -- the database -----------------------------------------------------------------------------
+
+    async def refresh(self) -> bool:
+        """Ask the database (in a worker thread) whether the staff table changed, and read it
+        again if so; whether the entries changed. A database that cannot be reached leaves the
+        entries as they were (one log line when it fails, one when it is back)."""
+        from hotline.auth.staff_db import StaffDatabaseError
+
+        database = self.database
+        if database is None:
+            return False
+        try:
+            stamp = await asyncio.to_thread(database.stamp)
+            if stamp == self._db_stamp:
+                changed = False
+            else:
+                stamp, entries = await asyncio.to_thread(database.read)
+                changed = entries != self._entries
+                self._db_stamp, self._entries = stamp, entries
+        except StaffDatabaseError as exc:
+            if not self._db_failing:
+                log.warning("staff_db_unreachable", error=str(exc), members=len(self._entries))
+            self._db_failing = True
+            return False
+        if self._db_failing:
+            log.info("staff_db_reachable", members=len(self._entries))
+            self._db_failing = False
+        if changed:
+            log.info("staff_db_reloaded", members=len(self._entries))
+        return changed
+
+    async def watch(self, every: float = DB_POLL_SECONDS) -> None:
+        """:meth:`refresh` every ``every`` seconds, until cancelled."""
+        while True:
+            await asyncio.sleep(every)
+            await self.refresh()
+
+    async def start(self, every: float = DB_POLL_SECONDS) -> None:
+        """Start :meth:`watch` (with a database; nothing to do for the file)."""
+        if self.database is not None and self._watch is None:
+            self._watch = asyncio.create_task(self.watch(every), name="staff-db-watch")
+
+    async def stop(self) -> None:
+        """Stop :meth:`watch` and close the database connection."""
+        task, self._watch = self._watch, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.database is not None:
+            await asyncio.to_thread(self.database.close)
 
     # -- the file -------------------------------------------------------------------------------
 
@@ -257,6 +365,8 @@ class StaffCredentials:
         """Read the file again if it changed. ``strict``: a broken file raises
         :class:`StaffFileError` (at start-up); otherwise the entries read before stay, and
         the mistake is logged."""
+        if self.database is not None:
+            return  # refreshed by watch(), never by a check
         stamp = self._stat()
         if self._loaded and stamp == self._stamp:
             return
@@ -273,7 +383,8 @@ class StaffCredentials:
         self._entries, self._stamp, self._loaded = entries, stamp, True
 
     def entry(self, user: str) -> StaffEntry | None:
-        """The file's entry of a configured staff member (None: unknown, or not in the file)."""
+        """The entry of a configured staff member in the file or the database (None: unknown,
+        or not listed there)."""
         self.reload()
         if self.config.agent(user) is None:
             return None
@@ -288,7 +399,8 @@ class StaffCredentials:
 
     def ha1(self, user: str, algorithm: str) -> str | None:
         """The digest HA1 of ``user`` for the registrar's realm (``Registrations``'s
-        ``ha1_for``): the file's, else computed from a configuration password."""
+        ``ha1_for``): the file's (or the database's), else computed from a configuration
+        password."""
         entry = self.entry(user)
         if entry is not None:
             return entry.ha1_for(self.realm, algorithm)
@@ -346,7 +458,7 @@ class StaffCredentials:
                 else:
                     out.append(
                         f"agents: {account.id!r}: the plain-text password in the configuration "
-                        f"is ignored (the staff file {self.path} has their hashes): remove it"
+                        f"is ignored ({self.source} has their hashes): remove it"
                     )
             elif entry is None:
                 out.append(
@@ -359,8 +471,36 @@ class StaffCredentials:
                 ]
                 if missing:
                     out.append(
-                        f"{self.path}: {account.id!r} has no {'/'.join(missing)} HA1 for realm "
+                        f"{self.path if self.database is None else self.source}: "
+                        f"{account.id!r} has no {'/'.join(missing)} HA1 for realm "
                         f"{self.realm!r}: their phones cannot register until `hotline passwd "
                         f"{account.id}`"
                     )
         return out
+
+
+def open_staff_database(config: Config, *, write: bool = True) -> StaffDatabase:
+    """The shared staff table of ``[database]``, migrated, with the staff file imported if the
+    table has no row yet (once: afterwards the database is the truth); ``write=False``: as it
+    is, nothing migrated or imported."""
+    from hotline.auth.staff_db import StaffDatabase
+
+    database = StaffDatabase(config.database.url, schema=config.database.schema)
+    if not write:
+        return database
+    try:
+        database.migrate()
+        path = config.server.staff_path
+        imported = database.import_once(read_staff(path))
+    except BaseException:
+        database.close()
+        raise
+    if imported:
+        log.info(
+            "staff_file_imported",
+            path=str(path),
+            members=imported,
+            into=database.where,
+            note="the database is the truth from now on; the file is no longer read",
+        )
+    return database
