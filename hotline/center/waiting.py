@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import re
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,9 @@ log = structlog.get_logger("hotline.center.waiting")
 
 QueueResult = Literal["connected", "voicemail", "callback", "rejected", "abandoned"]
 """How a caller's time in the queue ended."""
+
+MESSAGE = re.compile(r"case-[0-9]+-[0-9]+\.wav")
+"""A voicemail message's file name (``leave_message``)."""
 
 Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 
@@ -372,7 +376,7 @@ class WaitingRoom:
             enqueued_at=enqueued_at,
             caller=caller,
             kind=kind,
-            recording=recording,
+            recording=self.message_file(recording),
             callback=callback,
         )
         self._items[item.call_id] = item
@@ -405,6 +409,16 @@ class WaitingRoom:
             )
         )
         return item
+
+    def message_file(self, path: str) -> str:
+        """Where a kept message's audio is on this node. Messages (``case-*.wav``) live in the
+        recordings directory, which the nodes sharing it may mount at different paths: a
+        message recorded by another node (work taken over from a lost node) is looked up by
+        its name in this node's directory. Other paths are kept as they are."""
+        given = Path(path)
+        if not path or given.parent == self.recordings or not MESSAGE.fullmatch(given.name):
+            return path
+        return str(self.recordings / given.name)
 
     async def expire_messages(self) -> None:
         """Delete recordings older than the voicemail ``keep_days`` (checked hourly)."""

@@ -10,20 +10,23 @@ gets 403 (the routes are ``Access.SIGNED_IN``, and this module checks the rest: 
 names its agent). An agent who took a call of the case but whose conversation was not recorded
 lists nothing. Every fetch of a recording's audio is logged (who, which recording). The center
 owns the recordings (``hotline/center/recordings.py``); these handlers only translate.
+
+Nodes sharing the recordings directory serve each other's recordings: a recording this node
+did not index is looked up on disk (``CallRecorder.find``), and a case's list adds those its
+trail names (its ``recording`` events, less the ``recording_expired`` ones).
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import hdrs, web
 from pydantic import BaseModel, ConfigDict, Field
 
-from hotline.center import ContactCenter
+from hotline.center import CaseTrail, ContactCenter
 from hotline.center.recordings import CHANNELS, Recording
 from hotline.http.api import Access, Api, ApiCall, Principal, Role
 from hotline.http.middleware import api_error
@@ -124,12 +127,12 @@ def add_recording_routes(api: Api, center: ContactCenter) -> None:
     async def case_recordings(call: ApiCall) -> list[RecordingInfo]:
         case_id: int = call.path.case_id
         principal = call.user
-        found = recorder.store.for_case(case_id)
+        trail = await center.case_trail(case_id)
+        found = await recorder.for_case(case_id, named=[] if trail is None else named(trail))
         if not _supervises(principal):
             found = [r for r in found if r.agent == principal.user]
         if found:
             return [info(r) for r in found]
-        trail = await center.case_trail(case_id)
         if trail is None:
             raise api_error(404, "no_such_case", f"no case {case_id}")
         took_it = any(
@@ -162,7 +165,7 @@ def add_recording_routes(api: Api, center: ContactCenter) -> None:
     async def recording_audio(call: ApiCall) -> web.StreamResponse:
         rec_id: str = call.path.recording_id
         principal = call.user
-        rec = recorder.store.get(rec_id)
+        rec = await recorder.find(rec_id)
         if rec is None:
             raise api_error(404, "no_such_recording", f"no recording {rec_id}")
         if not _supervises(principal) and rec.agent != principal.user:
@@ -171,7 +174,7 @@ def add_recording_routes(api: Api, center: ContactCenter) -> None:
             )
         if rec.ended is None:
             raise api_error(409, "still_recording", "the conversation is still being recorded")
-        path = Path(rec.file)
+        path = recorder.store.wav_path(rec.id)  # the file's place on this node
         if not await asyncio.to_thread(path.is_file):
             raise api_error(404, "no_such_recording", f"recording {rec_id} is gone")
         disposition = "attachment" if call.query.download else "inline"
@@ -191,6 +194,13 @@ def add_recording_routes(api: Api, center: ContactCenter) -> None:
                 hdrs.CACHE_CONTROL: "private, no-store",
             },
         )
+
+
+def named(trail: CaseTrail) -> list[str]:
+    """The recordings a case's trail names and does not say expired."""
+    made = [str(e.data.get("recording_id", "")) for e in trail.events if e.kind == "recording"]
+    gone = {str(e.data.get("recording_id")) for e in trail.events if e.kind == "recording_expired"}
+    return [r for r in made if r and r not in gone]
 
 
 def _utc(t: float) -> datetime:

@@ -74,8 +74,12 @@ async def test_a_restart_delivers_the_kept_messages_and_closes_the_calls_it_cut_
         "both messages delivered",
         seconds=10,
     )
-    # In the callers' original order, each message's own recording.
-    assert [leg.heard[2] for leg in phone.legs] == [m.recording for m in messages]
+    # In the callers' original order, each message's own recording (from the restarted node's
+    # recordings directory, where the files are now: WaitingRoom.message_file).
+    here = second.center.room.recordings
+    assert [leg.heard[2] for leg in phone.legs] == [
+        str(here / Path(m.recording).name) for m in messages
+    ]
     for m in messages:
         events = await second.trail(m.case_id)
         kinds = [e.kind for e in events]
