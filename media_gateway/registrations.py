@@ -166,9 +166,20 @@ class Registrations:
     # -- REGISTER ----------------------------------------------------------------------------
 
     def register(
-        self, request: SipRequest, *, source: tuple[str, int], transport: str, now: float
+        self,
+        request: SipRequest,
+        *,
+        source: tuple[str, int],
+        transport: str,
+        now: float,
+        client: tuple[str, int] | None = None,
     ) -> RegisterReply:
-        """Authenticate and apply one REGISTER; presence listeners hear the changes."""
+        """Authenticate and apply one REGISTER; presence listeners hear the changes.
+
+        ``source``: where the packet came from (the binding is reached there); ``client``: the
+        phone's own address when a trusted proxy relayed it (a cluster's edge), what the
+        lockout and the nonces count against (default ``source``)."""
+        bound, source = source, client or source
         try:
             to = parse_name_addr(request.headers.get("To") or "")
             aor = parse_uri(to.uri)
@@ -223,7 +234,7 @@ class Registrations:
             request.headers.get("Call-ID") or "",
             int(cseq_text) if cseq_text.isdigit() else 0,
             now,
-            source=source,
+            source=bound,
             transport=transport,
         )
         headers: list[tuple[str, str]] = []

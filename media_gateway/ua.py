@@ -45,6 +45,8 @@ from media_gateway.media import control as mc
 from media_gateway.media.client import MediaClient
 from media_gateway.media.engine import MediaError
 from media_gateway.registrations import Registrations
+from media_gateway.relayed import HEADER as SOURCE_HEADER
+from media_gateway.relayed import real_source
 from media_gateway.rtp.dtmf import parse_info_body
 from media_gateway.sdp.offer_answer import (
     SRTP_POLICIES,
@@ -384,9 +386,21 @@ class SipUserAgent:
 
     # -- REGISTER ----------------------------------------------------------------------------
 
+    def _client(self, request: SipRequest, source: tuple[str, int]) -> tuple[str, int]:
+        """Whom a request counts against (lockout, nonces): behind a cluster's edge, the
+        address the edge writes in ``X-Hotline-Source`` (relayed.py)."""
+        edge = self.settings.edge
+        return real_source(
+            source, request.headers.get(SOURCE_HEADER), (edge[0],) if edge is not None else ()
+        )
+
     def _on_register(self, event: ev.RequestReceived) -> None:
         reply = self._registrations.register(
-            event.request, source=event.source, transport=event.transport, now=self.loop.time()
+            event.request,
+            source=event.source,
+            transport=event.transport,
+            now=self.loop.time(),
+            client=self._client(event.request, event.source),
         )
         self.observer.registration(reply.outcome)
         self._respond(event.transaction, reply.status, headers=reply.headers, reason=reply.reason)
@@ -452,7 +466,7 @@ class SipUserAgent:
             return
         if decision.kind == "extension":  # a colleague's call: digest, not the address alone
             user, challenge = self._registrations.authorize_invite(
-                request, source=event.source, now=self.loop.time()
+                request, source=self._client(request, event.source), now=self.loop.time()
             )
             if user is None:
                 self._respond(handle, 407, headers=challenge)

@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 
 from hotline.cluster.edge import CONFIG, EdgeSettings, dispatcher_list, prepare
-from hotline.cluster.edge.source import real_source
+from media_gateway.relayed import real_source
 from tests.cluster.netns import Host, hosts
 from tests.interop.harness import OPERATOR_TOKEN, SCENARIOS
 from tests.interop.test_overload_sources import demo_config

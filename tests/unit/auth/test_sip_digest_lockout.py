@@ -137,3 +137,32 @@ def test_check_password_uses_the_ha1_and_says_nothing_more_for_unknown_users() -
     assert regs.check_password("alice", PASSWORD)
     assert not regs.check_password("alice", PASSWORD + "x")
     assert not regs.check_password("nobody", PASSWORD)
+
+
+EDGE = ("10.200.0.1", 5060)
+
+
+def through_edge(regs: Registrations, user: str, password: str, now: float, client: str) -> int:
+    """A phone's REGISTER relayed by a cluster's edge: every packet comes from the edge, which
+    names the phone's own address (``X-Hotline-Source``, read by the user agent)."""
+    first = regs.register(request(user), source=EDGE, transport="udp", now=now,
+                          client=(client, 5062))  # fmt: skip
+    assert first.status == 401
+    challenge = pick_challenge([v for k, v in first.headers if k == "WWW-Authenticate"])
+    auth = build_authorization(challenge, method="REGISTER", uri="sip:127.0.0.1",
+                               username=user, password=password, cnonce=f"c{next(_seq)}")  # fmt: skip
+    reply = regs.register(request(user, auth), source=EDGE, transport="udp", now=now,
+                          client=(client, 5062))  # fmt: skip
+    return reply.status
+
+
+def test_behind_a_cluster_edge_a_guesser_locks_out_its_own_address_not_the_edge() -> None:
+    regs, heard = registrations(source_max_failures=4)
+    for i in range(4):  # one address guessing many names, behind the edge
+        assert through_edge(regs, f"name{i}", "guess", float(i), "198.51.100.9") == 401
+    assert through_edge(regs, "alice", PASSWORD, 5.0, "198.51.100.9") == 403
+    assert ("source", "198.51.100.9") in [(h.scope, h.key) for h in heard]
+    # alice's phone, behind the same edge, is not locked out with the guesser
+    assert through_edge(regs, "alice", PASSWORD, 5.0, "10.0.0.5") == 200
+    [binding] = regs.contacts("alice", 6.0)
+    assert binding.source == EDGE  # and is reached through the edge

@@ -4,8 +4,9 @@ The edge (``kamailio.cfg``) puts the caller's address in ``X-Hotline-Source: ip:
 new request it relays, removing any such header that came from outside. A node sees the edge as
 the source of everything, so its per-source checks (the digest lockout, the per-source limits)
 should key on that header, but only when the request came from an edge: from anyone else the
-header is a forgery and the packet's own source counts. Not wired into the nodes yet
-(docs/cluster.md, "What the nodes still need").
+header is a forgery and the packet's own source counts. The user agent (``ua.py``) counts
+REGISTER and a colleague's INVITE against it (the digest lockout, the nonces' binding); the
+binding itself is reached at the packet's source, the edge.
 """
 
 from __future__ import annotations
