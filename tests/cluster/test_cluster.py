@@ -1,19 +1,26 @@
 """Issue 15 end to end: Kamailio at the edge, three ``hotline serve --cluster`` nodes with a
 routing brain each (one active, two standbys), PostgreSQL as the record and the brain's log, each
-"host" a network namespace (tests/cluster/netns.py); SIPp callers and an agent's phone outside.
+"host" a network namespace (tests/cluster/netns.py); SIPp callers and agents' phones outside.
 
 - Calls through the edge spread over the three nodes, and the one agent, whose phone registered
   through the edge with whichever node the edge chose, is rung for the calls of every node.
-- A node killed with a caller waiting: the active brain finds it lost, its case is closed with
-  cause ``node_lost`` in the shared record; new calls go to the survivors and are answered by the
-  agent, whose phone is still rung.
+- An agent transfers a call (staff API, blind) to a colleague whose phone registered through
+  another node: the colleague's phone is rung through the edge and talks to the caller.
+- The link of the node alice registered through is cut with a caller waiting there: the active
+  brain finds it lost, the case is closed (``node_lost``), new calls go to the survivors and
+  still ring alice's phone; mended, the node is back at the edge and in the cluster.
+- kill -9 of the active brain's node, a caller waiting there and alice talking to a caller on
+  another node: a standby takes the lease, the other call carries on to its end, the waiting
+  caller's case is closed, new calls reach alice.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -34,6 +41,7 @@ from tests.cluster.test_edge import (
     require,
     wait_for,
 )
+from tests.interop.harness import OPERATOR_TOKEN, SCENARIOS
 from tests.interop.test_overload_sources import demo_config
 
 pytestmark = [pytest.mark.interop, pytest.mark.netns, pytest.mark.serial]
@@ -42,7 +50,8 @@ NODES = ("node1", "node2", "node3")
 
 
 def node_config(edge: str, db: str, node: str) -> str:
-    config = demo_config().replace("process = true", "process = false", 1)
+    # SIPp's callers and phones here send no RTP: no "no media" hang-up in the first minute
+    config = demo_config().replace("process = true", "process = false\nrtp_start_timeout = 60", 1)
     # alice (sales) takes the next call at once: no wrap-up in the test
     config = config.replace("wrap_up_seconds = 10", "wrap_up_seconds = 0", 1)
     # a number that queues for support, which only bob (never logged in here) serves
@@ -65,7 +74,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster,
     pg_dir.chmod(0o755)
     try:
         with (
-            hosts("edge", *NODES, "pg", "caller", "phone") as net,
+            hosts("edge", *NODES, "pg", "caller", "phone", "phone2") as net,
             postgres(net["pg"], pg_dir / "pg", durable=False) as db,
         ):
             running = {name: Node(net[name], tmp / name) for name in NODES}
@@ -155,44 +164,228 @@ def test_the_agent_is_rung_for_calls_held_by_every_node(cluster: tuple[Cluster, 
         assert answered == [["alice"]] * 3
 
 
-def test_a_killed_nodes_waiting_caller_is_closed_and_new_calls_reach_the_agent(
+def api(c: Cluster, node: str, method: str, path: str, body: object = None) -> object:
+    """The node's staff API (on the host's own 127.0.0.1), with the operator's token."""
+    script = (
+        "import json, sys, urllib.error, urllib.request\n"
+        "req = urllib.request.Request('http://127.0.0.1:8080' + sys.argv[1], method=sys.argv[2],"
+        " data=sys.argv[3].encode() or None, headers={'Content-Type': 'application/json',"
+        " 'Authorization': 'Bearer ' + sys.argv[4]})\n"
+        "try:\n"
+        "    print(urllib.request.urlopen(req, timeout=10).read().decode())\n"
+        "except urllib.error.HTTPError as e:\n"
+        "    sys.exit(f'HTTP {e.code}: {e.read().decode()}')\n"
+    )
+    done = c.nodes[node].host.run(
+        sys.executable, "-c", script, path, method, json.dumps(body) if body else "",
+        OPERATOR_TOKEN, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout or "null")
+
+
+def bridged(c: Cluster, node: str) -> int:
+    """Conversations alice had on ``node`` so far (its ``bridged`` log lines)."""
+    return sum(1 for e in c.nodes[node].events("bridged") if e.get("agent") == "alice")
+
+
+def registered_at(c: Cluster, agent: str) -> str:
+    [name] = [
+        n
+        for n, node in c.nodes.items()
+        if any(e.get("agent") == agent for e in node.events("device_registration"))
+    ] or [""]
+    return name
+
+
+def test_an_agent_transfers_a_call_to_a_colleague_registered_through_another_node(
+    cluster: tuple[Cluster, str],
+) -> None:
+    c = cluster[0]
+    with c.edge(*NODES):
+        register_phone(c)  # alice, host "phone"
+        bob = c.sipp(
+            "phone2", c.edge_address(), "-sf", str(SCENARIOS / "register.xml"), "-s", "bob",
+            "-au", "bob", "-ap", "bob-demo-1", "-m", "1", port=PHONE_PORT, timeout=20,
+        )  # fmt: skip
+        assert bob["ok"] == 1, bob["out"]
+        bobs = registered_at(c, "bob")
+        wait_for(
+            lambda: bool(sql(cluster, "SELECT 1 FROM acd_input WHERE body->>'type' ="
+                                      " 'AgentLoggedIn' AND body->>'agent_id' = 'bob'")),
+            "bob logged in with the brain",
+        )  # fmt: skip
+        # The caller's call is held by a node other than the one bob registered through (it
+        # calls that node directly: which node holds a call is the edge's choice otherwise).
+        holder = next(n for n in NODES if n not in (bobs, registered_at(c, "alice")))
+        results: dict[str, dict[str, int | str]] = {}
+        bob_phone = threading.Thread(
+            target=lambda: results.setdefault(
+                "bob", c.sipp("phone2", "", "-sf", str(PHONE), "-m", "1", port=PHONE_PORT,
+                              timeout=60),
+            )
+        )  # fmt: skip
+        bob_phone.start()
+        bridged_before = bridged(c, holder)
+        with phone_answering(c, 1) as alice:
+            caller = threading.Thread(
+                target=lambda: results.setdefault(
+                    "caller",
+                    c.sipp("caller", f"{c.nodes[holder].host.address}:{SIP}", "-sf", str(CALLER),
+                           "-s", "1100", "-m", "1", "-d", "12000", port=5071, timeout=60),
+                )
+            )  # fmt: skip
+            caller.start()
+            wait_for(lambda: bridged(c, holder) > bridged_before, "alice talking to the caller")
+            started = api(c, holder, "POST", "/api/agents/alice/call/transfer", {"to": "bob"})
+            assert isinstance(started, dict) and started["state"] == "transferring", started
+            wait_for(
+                lambda: any(e.get("to") == "bob" for e in c.nodes[holder].events("transferred")),
+                "the caller bridged to bob",
+            )
+            caller.join(timeout=90)
+        bob_phone.join(timeout=90)
+        assert alice.get("ok") == 1, alice.get("out")  # her leg ended by the node
+        assert results["bob"]["ok"] == 1, results["bob"]["out"]  # bob answered, then the BYE
+        assert results["caller"]["ok"] == 1, results["caller"]["out"]
+        kinds: list[str] = []
+
+        def closed() -> bool:
+            kinds[:] = [
+                row[0]
+                for row in sql(cluster, "SELECT kind FROM case_events WHERE case_id ="
+                                        " (SELECT max(case_id) FROM case_events) ORDER BY seq")
+            ]  # fmt: skip
+            return bool(kinds) and kinds[-1] == "hung_up"
+
+        wait_for(closed, "the transferred call's case closed")
+        assert "transferred" in kinds and kinds[-1] == "hung_up", kinds
+
+
+def waiting_caller(c: Cluster, node: str, port: int) -> threading.Thread:
+    """A support caller (1200: bob serves it, never logged in here) waiting at ``node`` (called
+    directly: which node takes a call is the edge's choice otherwise); its BYE after 15 s may
+    find the node gone: SIPp's own timeout ends it."""
+    target = f"{c.nodes[node].host.address}:{SIP}"
+    thread = threading.Thread(
+        target=lambda: c.sipp(
+            "caller", target, "-sf", str(CALLER), "-s", "1200",
+            "-m", "1", "-d", "15000", port=port, timeout=30,
+        )
+    )  # fmt: skip
+    thread.start()
+    return thread
+
+
+def talking_caller(c: Cluster, node: str, port: int, out: dict[str, object]) -> threading.Thread:
+    """A sales caller at ``node`` (directly) whom alice answers; hangs up after 12 s."""
+    target = f"{c.nodes[node].host.address}:{SIP}"
+    thread = threading.Thread(
+        target=lambda: out.update(
+            c.sipp("caller", target, "-sf", str(CALLER), "-s", "1100",
+                   "-m", "1", "-d", "12000", port=port, timeout=45)
+        )
+    )  # fmt: skip
+    thread.start()
+    return thread
+
+
+def holding_node(cluster: tuple[Cluster, str]) -> tuple[str, str]:
+    """(node, case id) of the one call in progress the record knows."""
+    rows: list[list[str]] = []
+
+    def one() -> bool:
+        rows[:] = sql(cluster, "SELECT node, case_id FROM live_calls")
+        return len(rows) == 1
+
+    wait_for(one, "the waiting call in the record")
+    return rows[0][0], rows[0][1]
+
+
+def closed_as_lost(cluster: tuple[Cluster, str], case_id: str) -> bool:
+    return bool(
+        sql(cluster, "SELECT 1 FROM case_events WHERE kind = 'hung_up'"
+                     f" AND case_id = {case_id} AND data->>'cause' = 'node_lost'")
+    )  # fmt: skip
+
+
+def test_a_node_cut_off_is_lost_its_case_closed_and_it_comes_back_when_mended(
     cluster: tuple[Cluster, str],
 ) -> None:
     c = cluster[0]
     with c.edge(*NODES) as edge:
         register_phone(c)  # a new edge process: its bindings were in memory
-        # A support caller waits (bob is not logged in: nobody is rung); find its node.
-        waiting = threading.Thread(
-            target=lambda: c.sipp(
-                "caller", c.edge_address(), "-sf", str(CALLER), "-s", "1200",
-                "-m", "1", "-d", "15000", port=5070, timeout=30,
-            )
-        )  # fmt: skip
-        waiting.start()
+        # The node alice's phone registered through is cut off, with a caller waiting there.
+        lost = registered_at(c, "alice")
+        waiting = waiting_caller(c, lost, 5072)
         try:
-            rows: list[list[str]] = []
-
-            def holder() -> bool:
-                rows[:] = sql(cluster, "SELECT node, case_id FROM live_calls")
-                return len(rows) == 1
-
-            wait_for(holder, "the waiting call in the record")
-            [[lost, case_id]] = rows
-            c.nodes[lost].stop(signal.SIGKILL)
-            wait_for(
-                lambda: bool(sql(cluster, "SELECT 1 FROM case_events WHERE kind = 'hung_up'"
-                                          f" AND case_id = {case_id}"
-                                          " AND data->>'cause' = 'node_lost'")),
-                "the lost node's case closed",
-                timeout=40,
-            )  # fmt: skip
-            wait_for(lambda: edge.destinations()[f"{c.nodes[lost].host.address}:{SIP}"]
-                     .startswith("I"), "the dead node taken out")  # fmt: skip
+            held_by, case_id = holding_node(cluster)
+            assert held_by == lost
+            host = c.nodes[lost].host
             before = answered_by_node(c)
-            with phone_answering(c, 2) as phone:
+            host.cut()
+            try:
+                wait_for(lambda: closed_as_lost(cluster, case_id), "its case closed", timeout=40)
+                wait_for(lambda: edge.destinations()[f"{host.address}:{SIP}"].startswith("I"),
+                         "the cut node taken out")  # fmt: skip
+                # Her phone is still rung, by the survivors, through the edge.
+                with phone_answering(c, 2) as phone:
+                    callers = call_sales(c, 2)
+                assert (callers["ok"], callers["failed"]) == (2, 0), callers["out"]
+                assert phone.get("ok") == 2, phone.get("out")
+                wait_for(lambda: sum(answered_by_node(c).values()) == sum(before.values()) + 2,
+                         "the 2 calls' ends logged")  # fmt: skip
+                after = answered_by_node(c)
+                assert after[lost] == before[lost]  # the survivors took them
+                assert sum(after.values()) - sum(before.values()) == 2
+            finally:
+                host.mend()
+            # Mended: the edge puts it back, and it is a node again (its heartbeat).
+            wait_for(lambda: edge.destinations()[f"{host.address}:{SIP}"] == "AP",
+                     "the node back at the edge")  # fmt: skip
+            wait_for(
+                lambda: bool(sql(cluster, "SELECT 1 FROM cluster_nodes WHERE node ="
+                                          f" '{lost}' AND lost_at IS NULL")),
+                "the node back in the cluster",
+            )  # fmt: skip
+        finally:
+            waiting.join(timeout=60)
+
+
+def test_kill_9_of_the_active_brains_node_mid_call(cluster: tuple[Cluster, str]) -> None:
+    """Last in this file: the node stays dead. The node running the active brain is killed
+    with a caller waiting there, while alice talks to a caller on another node: the standby
+    takes over, the other node's call carries on to its end, the waiting caller's case is
+    closed (``node_lost``), and new calls through the edge reach alice."""
+    c = cluster[0]
+    with c.edge(*NODES) as edge:
+        register_phone(c)  # a new edge process: its bindings were in memory
+        [[lost]] = sql(cluster, "SELECT holder FROM acd_lease WHERE expires_at > now()")
+        other = next(n for n in NODES if n != lost)
+        waiting = waiting_caller(c, lost, 5070)
+        talking: dict[str, object] = {}
+        try:
+            _, case_id = holding_node(cluster)
+            base = sum(answered_by_node(c).values())
+            bridged_before = bridged(c, other)
+            with phone_answering(c, 3) as phone:
+                talker = talking_caller(c, other, 5071, talking)
+                wait_for(lambda: bridged(c, other) > bridged_before, "alice talking elsewhere")
+                c.nodes[lost].stop(signal.SIGKILL)
+                wait_for(lambda: closed_as_lost(cluster, case_id), "its case closed", timeout=40)
+                [[active]] = sql(cluster, "SELECT holder FROM acd_lease WHERE expires_at > now()")
+                assert active != lost  # a standby took over
+                wait_for(lambda: edge.destinations()[f"{c.nodes[lost].host.address}:{SIP}"]
+                         .startswith("I"), "the dead node taken out")  # fmt: skip
+                talker.join(timeout=60)
+                assert talking.get("ok") == 1, talking.get("out")  # carried on, untouched
+                wait_for(lambda: sum(answered_by_node(c).values()) == base + 1, "its end logged")
+                before = answered_by_node(c)
                 callers = call_sales(c, 2)
             assert (callers["ok"], callers["failed"]) == (2, 0), callers["out"]
-            assert phone.get("ok") == 2, phone.get("out")
+            assert phone.get("ok") == 3, phone.get("out")
+            wait_for(lambda: sum(answered_by_node(c).values()) == sum(before.values()) + 2,
+                     "the 2 calls' ends logged")  # fmt: skip
             after = answered_by_node(c)
             assert after[lost] == before[lost]
             assert sum(after.values()) - sum(before.values()) == 2
