@@ -6,12 +6,13 @@ routing brain each (one active, two standbys), PostgreSQL as the record and the 
   through the edge with whichever node the edge chose, is rung for the calls of every node.
 - An agent transfers a call (staff API, blind) to a colleague whose phone registered through
   another node: the colleague's phone is rung through the edge and talks to the caller.
-- The link of the node alice registered through is cut with a caller waiting there: the active
-  brain finds it lost, the case is closed (``node_lost``), new calls go to the survivors and
-  still ring alice's phone; mended, the node is back at the edge and in the cluster.
-- kill -9 of the active brain's node, a caller waiting there and alice talking to a caller on
-  another node: a standby takes the lease, the other call carries on to its end, the waiting
-  caller's case is closed, new calls reach alice.
+- The link of the active brain's node is cut (from PostgreSQL too) with a caller waiting there:
+  it steps down by itself, a standby takes the lease (no entry of the old epoch after the new),
+  finds the node lost and closes the case (``node_lost``); new calls go to the survivors; mended,
+  the node is back at the edge and in the cluster.
+- kill -9 of the node alice's phone registered through, a caller waiting there and alice
+  talking to a caller on another node: the other call carries on to its end, the waiting
+  caller's case is closed, and new calls still ring alice's phone through the edge.
 """
 
 from __future__ import annotations
@@ -309,14 +310,14 @@ def closed_as_lost(cluster: tuple[Cluster, str], case_id: str) -> bool:
     )  # fmt: skip
 
 
-def test_a_node_cut_off_is_lost_its_case_closed_and_it_comes_back_when_mended(
+def test_the_active_brains_node_cut_off_steps_down_is_lost_and_comes_back_when_mended(
     cluster: tuple[Cluster, str],
 ) -> None:
     c = cluster[0]
     with c.edge(*NODES) as edge:
         register_phone(c)  # a new edge process: its bindings were in memory
-        # The node alice's phone registered through is cut off, with a caller waiting there.
-        lost = registered_at(c, "alice")
+        # The node of the active brain is cut off (from PostgreSQL too), a caller waiting there.
+        [[lost]] = sql(cluster, "SELECT holder FROM acd_lease WHERE expires_at > now()")
         waiting = waiting_caller(c, lost, 5072)
         try:
             held_by, case_id = holding_node(cluster)
@@ -326,9 +327,18 @@ def test_a_node_cut_off_is_lost_its_case_closed_and_it_comes_back_when_mended(
             host.cut()
             try:
                 wait_for(lambda: closed_as_lost(cluster, case_id), "its case closed", timeout=40)
+                [[active]] = sql(cluster, "SELECT holder FROM acd_lease WHERE expires_at > now()")
+                assert active != lost  # a standby took the lease
+                # The cut-off brain stepped down by itself (it could not renew), and the log
+                # has no entry of its epoch after the new one began: no split brain.
+                roles = [e.get("role") for e in c.nodes[lost].events("acd brain role")]
+                assert roles[-1] == "standby", roles
+                epochs = [
+                    int(e) for [e] in sql(cluster, "SELECT epoch FROM acd_input ORDER BY seq")
+                ]
+                assert epochs == sorted(epochs)
                 wait_for(lambda: edge.destinations()[f"{host.address}:{SIP}"].startswith("I"),
                          "the cut node taken out")  # fmt: skip
-                # Her phone is still rung, by the survivors, through the edge.
                 with phone_answering(c, 2) as phone:
                     callers = call_sales(c, 2)
                 assert (callers["ok"], callers["failed"]) == (2, 0), callers["out"]
@@ -352,15 +362,15 @@ def test_a_node_cut_off_is_lost_its_case_closed_and_it_comes_back_when_mended(
             waiting.join(timeout=60)
 
 
-def test_kill_9_of_the_active_brains_node_mid_call(cluster: tuple[Cluster, str]) -> None:
-    """Last in this file: the node stays dead. The node running the active brain is killed
-    with a caller waiting there, while alice talks to a caller on another node: the standby
-    takes over, the other node's call carries on to its end, the waiting caller's case is
-    closed (``node_lost``), and new calls through the edge reach alice."""
+def test_kill_9_of_a_node_mid_call(cluster: tuple[Cluster, str]) -> None:
+    """Last in this file: the node stays dead. The node alice's phone registered through is
+    killed with a caller waiting there, while alice talks to a caller on another node: the
+    other node's call carries on to its end, the waiting caller's case is closed
+    (``node_lost``), and new calls through the edge still ring alice's phone."""
     c = cluster[0]
     with c.edge(*NODES) as edge:
         register_phone(c)  # a new edge process: its bindings were in memory
-        [[lost]] = sql(cluster, "SELECT holder FROM acd_lease WHERE expires_at > now()")
+        lost = registered_at(c, "alice")
         other = next(n for n in NODES if n != lost)
         waiting = waiting_caller(c, lost, 5070)
         talking: dict[str, object] = {}
@@ -373,8 +383,6 @@ def test_kill_9_of_the_active_brains_node_mid_call(cluster: tuple[Cluster, str])
                 wait_for(lambda: bridged(c, other) > bridged_before, "alice talking elsewhere")
                 c.nodes[lost].stop(signal.SIGKILL)
                 wait_for(lambda: closed_as_lost(cluster, case_id), "its case closed", timeout=40)
-                [[active]] = sql(cluster, "SELECT holder FROM acd_lease WHERE expires_at > now()")
-                assert active != lost  # a standby took over
                 wait_for(lambda: edge.destinations()[f"{c.nodes[lost].host.address}:{SIP}"]
                          .startswith("I"), "the dead node taken out")  # fmt: skip
                 talker.join(timeout=60)
