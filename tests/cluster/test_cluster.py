@@ -265,13 +265,13 @@ def test_an_agent_transfers_a_call_to_a_colleague_registered_through_another_nod
 
 def waiting_caller(c: Cluster, node: str, port: int) -> threading.Thread:
     """A support caller (1200: bob serves it, never logged in here) waiting at ``node`` (called
-    directly: which node takes a call is the edge's choice otherwise); its BYE after 15 s may
+    directly: which node takes a call is the edge's choice otherwise); its BYE after 8 s may
     find the node gone: SIPp's own timeout ends it."""
     target = f"{c.nodes[node].host.address}:{SIP}"
     thread = threading.Thread(
         target=lambda: c.sipp(
             "caller", target, "-sf", str(CALLER), "-s", "1200",
-            "-m", "1", "-d", "15000", port=port, timeout=30,
+            "-m", "1", "-d", "8000", port=port, timeout=16,
         )
     )  # fmt: skip
     thread.start()
@@ -279,12 +279,12 @@ def waiting_caller(c: Cluster, node: str, port: int) -> threading.Thread:
 
 
 def talking_caller(c: Cluster, node: str, port: int, out: dict[str, object]) -> threading.Thread:
-    """A sales caller at ``node`` (directly) whom alice answers; hangs up after 12 s."""
+    """A sales caller at ``node`` (directly) whom alice answers; hangs up after 6 s."""
     target = f"{c.nodes[node].host.address}:{SIP}"
     thread = threading.Thread(
         target=lambda: out.update(
             c.sipp("caller", target, "-sf", str(CALLER), "-s", "1100",
-                   "-m", "1", "-d", "12000", port=port, timeout=45)
+                   "-m", "1", "-d", "6000", port=port, timeout=45)
         )
     )  # fmt: skip
     thread.start()

@@ -29,7 +29,7 @@ from tests.interop.harness import OPERATOR_TOKEN, Server, start_server
 SKIPPED = {
     ("POST", "/api/dial"),
 }
-EXAMPLES = 20
+EXAMPLES = 10
 """Generated requests per operation (the whole run stays under a minute)."""
 
 

@@ -345,7 +345,13 @@ async def test_the_terminal_agent_answers_a_sipp_caller_in_tmux(
                 )
                 term.send("u")
                 await until("resumed", lambda: "> resume: ok" in screen(), within=10, screen=screen)
-                assert "[held]" not in last_block(screen())
+                # the state block is redrawn when the engine's change comes back (after the ok)
+                await until(
+                    "shown resumed",
+                    lambda: "[held]" not in last_block(screen()),
+                    within=10,
+                    screen=screen,
+                )
                 term.send("m")
                 await until(
                     "muted", lambda: "[muted]" in last_block(screen()), within=10, screen=screen
