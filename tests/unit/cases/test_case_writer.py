@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from acd.cases import CaseError, CaseEvent, NewCase
@@ -26,14 +24,13 @@ async def test_writer_commits_in_background_and_flush_makes_durable(store: SqlCa
 async def test_enqueue_does_not_wait_for_the_database(store: SqlCaseStore) -> None:
     writer = AsyncCaseWriter(store)
     case = store.open_case(NewCase(caller_number="100", at=0.0))
-    # Hold the store's lock: the writer thread cannot commit, enqueue must still return at once.
+    # Hold the store's lock: the writer thread cannot commit. Had enqueueing waited for the
+    # database it would never return here (the writer waits for this lock); it returns, and
+    # nothing is written until the lock is let go. (Its speed is bench.durable's to measure.)
     with store._lock:
-        t0 = time.perf_counter()
         for i in range(5000):
             writer.append_event(case.id, CaseEvent(at=float(i), kind="note"))
-        elapsed = time.perf_counter() - t0
         assert len(store.events(case.id)) == 1  # same thread: RLock re-entry; nothing written yet
-    assert elapsed < 0.5
     await writer.flush()
     assert len(store.events(case.id)) == 5001
     await writer.close()

@@ -6,7 +6,6 @@ import argparse
 import io
 import json
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -230,16 +229,13 @@ def test_unwritable_output_fails_before_the_run(
 ) -> None:
     files = [str(scenarios[0])] if command == "run" else [str(s) for s in scenarios]
     bad = tmp_path / "missing" / "out.file"
-    started = time.perf_counter()
     code = main(["sim", command, *files, "--replications", "50", option, str(bad)])
-    elapsed = time.perf_counter() - started
     captured = capsys.readouterr()
     assert code == 2
     assert captured.err.strip() == (
         f"hotline sim {command}: {option} {bad}: directory {bad.parent} does not exist"
     )
-    assert captured.out == ""  # nothing was simulated
-    assert elapsed < 1.0
+    assert captured.out == ""  # refused before simulating anything
     assert main(["sim", command, *files, option, str(tmp_path)]) == 2
     assert "is a directory" in capsys.readouterr().err
 
