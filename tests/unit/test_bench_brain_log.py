@@ -6,21 +6,20 @@ actions back to the producers, in order, and an active whose lease was taken can
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import psycopg
 import pytest
 
+from acd.store.testing import pg_dsn_for_tests
 from bench.brain_log import LeaseLost, PostgresSystem, in_order, run_one
 
-needs_pg = pytest.mark.skipif(
-    not os.environ.get("HOTLINE_TEST_PG_DSN"), reason="HOTLINE_TEST_PG_DSN is not set"
-)
+needs_pg = pytest.mark.postgres
 
 
 def dsn() -> str:
-    return os.environ["HOTLINE_TEST_PG_DSN"]
+    """The suite's PostgreSQL server (started when missing, as the case-store tests do)."""
+    return pg_dsn_for_tests()
 
 
 def schema_exists(name: str) -> bool:
